@@ -1,0 +1,377 @@
+#!/usr/bin/env python
+"""On-demand throughput, memory and answer-stability benchmark of `stroke_ct.predict.predict` (not a test).
+
+In ONE process, on the same synthetic slices (`make_synth`, PNG and DICOM), it measures:
+  (a) the raw forward throughput of the five classifiers and the U-Net on pre-made tensors: eager FP32 NCHW (the
+      baseline), FP32 channels_last (predict's forced-FP32 path) and the fast path `predict` picks (bf16 autocast +
+      channels_last where the CPU has native bf16); per-model share of the ensemble time;
+  (b) `predict` end to end on PNG and on DICOM input, precision 'auto' and forced 'fp32';
+  (c) a loop calling fastai `learn.predict` once per image and model (what users write), with fastai's overhead per
+      image (learn.predict time - batch-of-one forward);
+then the ratios b/a and b/c, peak memory (psutil RSS sampled per stage, incl. DataLoader workers; getrusage maxrss),
+where the time goes, and whether the fast path changes answers (stage-1 answers, mask pixels, metrics vs bootstrap CIs).
+
+Run: `source .venv/bin/activate && python bench/bench_predict.py --out nbs/_work/bench_predict.json`
+See bench/README.md for options and the last measured figures.
+"""
+from __future__ import annotations
+import argparse, json, os, resource, shutil, tempfile, threading, time, warnings
+from contextlib import contextmanager
+from pathlib import Path
+import numpy as np, pandas as pd, psutil, torch
+
+warnings.filterwarnings('ignore')
+ARCHS = ('resnet50', 'resnet34', 'densenet121', 'vgg19_bn', 'mobilenet_v2')
+
+def log(*a): print(*a, flush=True)
+def load(): return [round(x, 2) for x in os.getloadavg()]
+
+# ---------------------------------------------------------------- memory + timing per stage
+class RSSSampler:
+    "Samples RSS of this process + its children (DataLoader workers) every `dt` s; `peak` since the last `reset`"
+    def __init__(self, dt=0.01):
+        self.dt, self.p, self.peak, self.kpeak, self.stop = dt, psutil.Process(), 0, 0, False
+        threading.Thread(target=self._run, daemon=True).start()
+    def rss(self): return self.p.memory_info().rss
+    def kids(self):
+        r = 0
+        for c in self.p.children(recursive=True):
+            try: r += c.memory_info().rss
+            except psutil.Error: pass
+        return r
+    def _run(self):
+        while not self.stop:
+            try: self.peak, self.kpeak = max(self.peak, self.rss()), max(self.kpeak, self.kids())
+            except psutil.Error: pass
+            time.sleep(self.dt)
+    def reset(self): self.peak, self.kpeak = self.rss(), 0
+
+MB = 2**20
+STAGES = {}
+
+@contextmanager
+def stage(name, sampler):
+    "Record wall seconds, load average at start/end, RSS at start and the peak during the stage"
+    sampler.reset(); r0, l0, t0 = sampler.rss(), load(), time.perf_counter()
+    rec = dict()
+    yield rec
+    rec.update(seconds=round(time.perf_counter() - t0, 3), load_start=l0, load_end=load(),
+               rss_start_mb=round(r0/MB), peak_rss_mb=round(max(sampler.peak, sampler.rss())/MB))
+    rec['peak_extra_mb'] = rec['peak_rss_mb'] - rec['rss_start_mb']
+    rec['workers_peak_rss_mb'] = round(sampler.kpeak/MB)   # forked DataLoader workers (shares pages with this process)
+    STAGES[name] = rec
+
+# ---------------------------------------------------------------- models
+def make_models(df, work, args):
+    "Untrained models at the requested sizes, saved with classify/segment's save functions; returns models_dir"
+    from stroke_ct.loaders import cls_dls, seg_dls
+    from stroke_ct.classify import make_learner, save_model
+    from stroke_ct.segment import seg_learner, save_segmenter
+    from stroke_ct.predict import write_ensemble_config
+    md = Path(work)/'models'
+    dls = cls_dls(df, size=args.size, bs=8, augment=False)
+    for a in args.archs: save_model(make_learner(dls, a, pretrained=False), md/'classifiers'/a)
+    sdl = seg_dls(df, size=args.seg_size, bs=4, augment=False)
+    save_segmenter(seg_learner(sdl, args.seg_arch, pretrained=False), md/'unet')
+    write_ensemble_config(md, vote='hard', threshold=0.5, note='untrained benchmark models')
+    return md
+
+def fastai_learners(df, M):
+    "fastai Learners (vision_learner / unet_learner via make_learner / seg_learner) holding the same weights as `M`"
+    from stroke_ct.loaders import cls_dls, seg_dls
+    from stroke_ct.classify import make_learner
+    from stroke_ct.segment import seg_learner
+    cache, res = {}, []
+    def nocache(dls):  # learn.predict must decode each file like a user's would, not hit the training cache
+        dls.reader.cache = False; dls.reader.store.clear(); return dls
+    for m in M['classifiers']:
+        inp = m.meta.get('input', 'png'); key = (m.size, inp, m.window)
+        if key not in cache: cache[key] = nocache(cls_dls(df, size=m.size, bs=8, augment=False, input=inp, window=m.window))
+        learn = make_learner(cache[key], m.meta['arch'], pretrained=False, **m.meta.get('head', {}))
+        learn.model.load_state_dict(m.model.state_dict()); learn.model.eval()
+        res.append((m, learn))
+    u = M['unet']
+    if u is not None:
+        sdl = nocache(seg_dls(df, size=u.size, bs=4, augment=False, input=u.meta.get('input', 'png'), window=u.window))
+        learn = seg_learner(sdl, u.meta['arch'], pretrained=False, **u.meta.get('unet', {}))
+        learn.model.load_state_dict(u.model.state_dict()); learn.model.eval()
+        res.append((u, learn))
+    return res
+
+# ---------------------------------------------------------------- (a) raw forward on pre-made tensors
+def premade(files, specs):
+    "uint8 NHWC tensors per (window, size), decoded and resized exactly as predict's SliceDataset does"
+    from stroke_ct.predict import SliceDataset, collate_slices
+    ds = SliceDataset(files, [m.key for m in specs])
+    b = collate_slices([ds[i] for i in range(len(ds))])
+    assert not b['errors'], b['errors'][:3]
+    return b['x']
+
+def to_input(m, x8, cl):
+    x = x8.permute(0, 3, 1, 2).float().div_(255)
+    if m.stats is not None: x = (x - m.stats[0]) / m.stats[1]
+    return x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+def forward_time(m, X, bs, prec, cl, reps=1):
+    "Seconds for one pass of model `m` over all of X in batches of `bs` (best of `reps`), after a warm-up batch"
+    m.model.eval().to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    xs = [to_input(m, X[i:i+bs], cl) for i in range(0, len(X), bs)]
+    dt = {'bf16': torch.bfloat16}.get(prec)
+    best = float('inf')
+    with torch.inference_mode(), torch.autocast('cpu', dtype=dt or torch.bfloat16, enabled=dt is not None):
+        m.model(xs[0]); m.model(xs[-1])   # warm-up: oneDNN primitives for both batch shapes
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for x in xs: m.model(x).float()
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+# ---------------------------------------------------------------- (c) learn.predict loop
+def fastai_loop(learners, pngs, dcms, ids):
+    "Per image: learn.predict for every classifier and the U-Net (FP32 eager, what users write); seconds per model"
+    per = {m.name: 0. for m, _ in learners}
+    for fp, fd, i in zip(pngs, dcms, ids):
+        item = pd.Series({'png': str(fp), 'dicom': str(fd), 'image_id': i})   # a manifest row, as cls_dls/seg_dls items are
+        for m, learn in learners:
+            t0 = time.perf_counter()
+            with learn.no_bar(), learn.no_logging(): learn.predict(item)
+            per[m.name] += time.perf_counter() - t0
+    return per
+
+# ---------------------------------------------------------------- stability
+def read_stage1(out): return pd.read_csv(Path(out)/'stage1.csv', dtype={'image_id': str}).set_index('image_id')
+
+def compare_runs(out_auto, out_fp32, names):
+    "How many stage-1 answers, model votes and mask pixels differ between two predict outputs"
+    from stroke_ct.data.masks import read_mask
+    a, f = read_stage1(out_auto), read_stage1(out_fp32)
+    f = f.loc[a.index]
+    r = dict(n=len(a), stage1_diff=int((a.stroke != f.stroke).sum()),
+             prob_max_abs_diff=float(np.nanmax(np.abs(a.probability - f.probability))),
+             vote_diff={n: int((a[f'vote_{n}'] != f[f'vote_{n}']).sum()) for n in names},
+             model_prob_max_abs_diff={n: float(np.nanmax(np.abs(a[f'prob_{n}'] - f[f'prob_{n}']))) for n in names})
+    ma, mf = Path(out_auto)/'masks', Path(out_fp32)/'masks'
+    if ma.is_dir() and mf.is_dir():
+        px = tot = imgs = lesion_a = lesion_f = 0
+        for i in a.index:
+            pa, pf = read_mask(ma/f'{i}.png'), read_mask(mf/f'{i}.png')
+            d = int((pa != pf).sum()); px += d; tot += pa.size; imgs += d > 0
+            lesion_a += int((pa > 0).sum()); lesion_f += int((pf > 0).sum())
+        r.update(mask_pixels_diff=px, mask_pixels_total=tot, mask_images_diff=imgs, lesion_pixels_auto=lesion_a, lesion_pixels_fp32=lesion_f)
+    return r
+
+def metric_shift(df, outs, n_boot=1000):
+    "Binary and segmentation metrics of each predict output, bootstrap CIs, and whether auto's value leaves fp32's CI"
+    from stroke_ct.metrics import binary_table, seg_report
+    from stroke_ct.data.masks import read_mask
+    from stroke_ct.data.dicom import read_slice
+    truth = df.set_index('image_id')
+    res = {}
+    for k, out in outs.items():
+        s = read_stage1(out)
+        t = truth.loc[s.index]
+        bt = binary_table(t.stroke.astype(int).values, s.stroke.values, s.probability.values, n_boot=n_boot)
+        ids = list(s.index)
+        tr = [read_mask(t.loc[i, 'mask']) if isinstance(t.loc[i, 'mask'], str) and t.loc[i, 'mask'] else np.zeros(read_slice(t.loc[i, 'png']).shape[:2], np.uint8) for i in ids]
+        pr = [read_mask(Path(out)/'masks'/f'{i}.png') for i in ids]
+        _, ss = seg_report(pr, tr, ids, n_boot=n_boot)
+        res[k] = dict(binary=bt.reset_index().to_dict('records'), seg=ss.reset_index().to_dict('records'))
+    def moved(x, y):  # metrics whose value in x lies outside y's interval
+        yd = {r['metric']: r for r in y}
+        return [r['metric'] for r in x if r['metric'] in yd and np.isfinite(r['value']) and np.isfinite(yd[r['metric']]['lo'])
+                and not (yd[r['metric']]['lo'] - 1e-12 <= r['value'] <= yd[r['metric']]['hi'] + 1e-12)]
+    for inp in ('png', 'dicom'):
+        a, f = res.get(f'{inp}_auto'), res.get(f'{inp}_fp32')
+        if a and f: res[f'{inp}_moved_outside_ci'] = dict(binary=moved(a['binary'], f['binary']) + moved(f['binary'], a['binary']),
+                                                          seg=moved(a['seg'], f['seg']) + moved(f['seg'], a['seg']))
+    return res
+
+# ---------------------------------------------------------------- main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--n', type=int, default=48, help='synthetic slices (half normal, a quarter each stroke kind)')
+    p.add_argument('--size', type=int, default=64, help='classifier input size (demo 64, seed 224) when no --models')
+    p.add_argument('--seg-size', type=int, default=128, help='U-Net input size (demo 128, seed 256) when no --models')
+    p.add_argument('--seg-arch', default='resnet34')
+    p.add_argument('--archs', default=','.join(ARCHS))
+    p.add_argument('--models', default=None, help='a trained models folder (e.g. `stroke-ct demo` OUT/models)')
+    p.add_argument('--bs', type=int, default=16)
+    p.add_argument('--threads', type=int, default=None, help="torch threads for (a), (b) and (c) alike (default: the count predict's cpu_plan picks now)")
+    p.add_argument('--n-fastai', type=int, default=24, help='slices for the learn.predict loop (0: all)')
+    p.add_argument('--lite', action='store_true', help='only the four main predict runs (png/dicom x auto/fp32): for big sizes')
+    p.add_argument('--reps', type=int, default=1, help='repeats of each raw-forward pass (best kept)')
+    p.add_argument('--n-boot', type=int, default=1000)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--work', default=None, help='scratch folder (default: a temp dir, removed at the end)')
+    p.add_argument('--out', default=None, help='write all figures as JSON here')
+    args = p.parse_args(argv)
+    args.archs = tuple(a for a in args.archs.split(',') if a)
+    from stroke_ct.data.synth import make_synth
+    from stroke_ct.data.layout import resolve
+    from stroke_ct.predict import load_models, predict, choose_precision, cpu_has_bf16, cpu_plan
+
+    T0, smp = time.perf_counter(), RSSSampler()
+    import stroke_ct.loaders as L; L.progress_bar = lambda it, **k: it    # quiet preload bars
+    dflt = torch.get_num_threads()
+    nthr = args.threads or cpu_plan(args.n, args.bs)[1]
+    torch.set_num_threads(nthr)
+    env = dict(date=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), load_start=load(), cpus=os.cpu_count(), torch_threads=nthr, torch_default_threads=dflt,
+               torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
+               auto_precision=choose_precision('auto', 'cpu'), args=vars(args))
+    log(f"[bench] {env['date']}  load {env['load_start']}  cpus {env['cpus']}  torch threads {nthr}  "
+        f"capability {env['cpu_capability']}  bf16 {env['cpu_has_bf16']} -> auto precision {env['auto_precision']}")
+    work = Path(args.work or tempfile.mkdtemp(prefix='bench_predict_')); work.mkdir(parents=True, exist_ok=True)
+    try:
+        n = args.n
+        with stage('synth', smp):
+            df = make_synth(work/'data', n_normal=n - 2*(n//4), n_ischemic=n//4, n_hemorrhagic=n//4, seed=args.seed, progress=False)
+        df = resolve(df, work/'data')
+        png, dcm, ids = list(map(Path, df.png)), list(map(Path, df.dicom)), list(df.image_id)
+        with stage('build_models', smp):
+            md = Path(args.models) if args.models else make_models(df, work, args)
+        trained = bool(args.models)
+        with stage('load_models', smp): M = load_models(md)
+        specs = M['classifiers'] + ([M['unet']] if M['unet'] else [])
+        sizes = {m.name: m.size for m in specs}
+        log(f"[bench] {n} slices; models {'from ' + str(md) if trained else '(untrained, pretrained=False)'}: "
+            + ', '.join(f'{k}@{v}' for k, v in sizes.items()))
+        with stage('build_learners', smp): learners = fastai_learners(df, M)
+
+        # ---- decode cost (what predict's SliceDataset does per slice), PNG vs DICOM
+        dec = {}
+        for inp, files in (('png', png), ('dicom', dcm)):
+            with stage(f'decode_{inp}', smp) as r: X = premade(files, specs)
+            dec[inp] = r['seconds']
+        X = premade(png, specs)
+        from stroke_ct.data.masks import save_mask
+        from stroke_ct.data.dicom import read_slice
+        shapes = [read_slice(f).shape[:2] for f in png]
+        with stage('write_masks', smp) as r:
+            for f, hw in zip(png, shapes): save_mask(work/'masktest'/f'{f.stem}.png', np.zeros(hw, np.uint8))
+        dec['write_masks'] = r['seconds']
+
+        # ---- (a) raw forward
+        auto = choose_precision('auto', 'cpu')
+        modes = {'eager_fp32_nchw': ('fp32', False), 'fp32_channels_last': ('fp32', True), f'fast_{auto}_channels_last': (auto, True)}
+        raw = {}
+        for mode, (prec, cl) in modes.items():
+            with stage(f'raw_{mode}', smp):
+                raw[mode] = {m.name: forward_time(m, X[m.key], args.bs, prec, cl, args.reps) for m in specs}
+            tot = sum(raw[mode].values())
+            log(f"[a] {mode:28s} ensemble+unet {n/tot:7.2f} img/s   " + '  '.join(f'{k} {n/v:.1f}' for k, v in raw[mode].items()))
+        share = {k: round(v/sum(raw['eager_fp32_nchw'].values()), 3) for k, v in raw['eager_fp32_nchw'].items()}
+        cls_t = {k: v for k, v in raw['eager_fp32_nchw'].items() if k != 'unet'}
+        share_cls = {k: round(v/sum(cls_t.values()), 3) for k, v in cls_t.items()}
+        share_fast = {k: round(v/sum(raw[f'fast_{auto}_channels_last'].values()), 3) for k, v in raw[f'fast_{auto}_channels_last'].items()}
+        # batch-of-one eager forward (for fastai's overhead)
+        nf = min(args.n_fastai or n, n)
+        with stage('raw_bs1_eager_fp32', smp):
+            bs1 = {m.name: forward_time(m, X[m.key][:nf], 1, 'fp32', False) for m in specs}
+
+        # ---- (b) predict end to end
+        runs = {}
+        pw, pt = cpu_plan(n, args.bs)
+        log(f'[b] cpu_plan now: num_workers {pw}, num_threads {pt} (load {load()}); the runs below use {nthr} threads unless named')
+        predict(md, png[:args.bs], work/'warm', bs=args.bs, num_threads=nthr, models=M, progress=False)   # warm-up, not timed
+        other = 1 if nthr > 1 else dflt
+        plan = [('png_auto', png, 'auto', True, nthr), ('dicom_auto', dcm, 'auto', True, nthr),
+                ('png_fp32', png, 'fp32', True, nthr), ('dicom_fp32', dcm, 'fp32', True, nthr),
+                ('png_auto_gated', png, 'auto', False, nthr), ('png_fp32_gated', png, 'fp32', False, nthr),
+                (f'png_auto_{other}threads', png[:args.bs], 'auto', True, other), ('png_auto_cpu_plan', png, 'auto', True, None)]
+        if args.lite: plan = plan[:4]
+        for name, files, prec, seg_all, thr in plan:
+            with stage(f'predict_{name}', smp) as r:
+                s = predict(md, files, work/name, bs=args.bs, precision=prec, segment_all=seg_all, num_threads=thr, models=M, progress=False)
+            s = {k: s[k] for k in ('n_ok', 'n_failed', 'n_stroke', 'n_segmented', 'n_masks', 'seconds', 'images_per_s', 'precision',
+                                   'channels_last', 'num_workers', 'num_threads')}
+            s['images_per_s_wall'] = round(len(files) / r['seconds'], 2)
+            runs[name] = s
+            log(f"[b] predict {name:18s} {s['images_per_s']:7.2f} img/s (wall {s['images_per_s_wall']:.2f})  {s['precision']}, "
+                f"threads {s['num_threads']}, workers {s['num_workers']}, segmented {s['n_segmented']}/{n}, peak RSS {r['peak_rss_mb']} MB")
+
+        # ---- (c) learn.predict loop
+        with stage('fastai_learn_predict', smp):
+            fa = fastai_loop(learners, png[:nf], dcm[:nf], ids[:nf])
+        fa_ips = nf / sum(fa.values())
+        # the baseline again, after (b) and (c): the load drifts, so the ratios use the mean of both eager passes
+        with stage('raw_eager_fp32_nchw_after', smp):
+            raw['eager_fp32_nchw_after'] = {m.name: forward_time(m, X[m.key], args.bs, 'fp32', False, args.reps) for m in specs}
+        tb, ta = sum(raw['eager_fp32_nchw'].values()), sum(raw['eager_fp32_nchw_after'].values())
+        log(f"[a] eager_fp32_nchw again        ensemble+unet {n/ta:7.2f} img/s (before: {n/tb:.2f}); ratios use the mean time")
+        overhead = {k: round((fa[k] - bs1[k]) / nf * 1000, 1) for k in fa}   # ms per image per model
+        log(f"[c] fastai learn.predict loop {fa_ips:7.2f} img/s  (per image per model, ms: "
+            + ', '.join(f'{k} {fa[k]/nf*1000:.0f} (forward {bs1[k]/nf*1000:.0f})' for k in fa) + ')')
+
+        # ---- stability
+        names = [m.name for m in M['classifiers']]
+        stab = {inp: compare_runs(work/f'{inp}_auto', work/f'{inp}_fp32', names) for inp in ('png', 'dicom')}
+        if not args.lite: stab['png_gated'] = compare_runs(work/'png_auto_gated', work/'png_fp32_gated', names)
+        with stage('metrics', smp):
+            mets = metric_shift(df, {k: work/k for k in ('png_auto', 'png_fp32', 'dicom_auto', 'dicom_fp32')}, args.n_boot)
+
+        # ---- summary
+        a32 = n / ((tb + ta) / 2)
+        afast = n / sum(raw[f'fast_{auto}_channels_last'].values())
+        a32cl = n / sum(raw['fp32_channels_last'].values())
+        R = lambda k, w='images_per_s_wall': runs[k][w]
+        ratios = {
+            'b/a png auto (wall)': R('png_auto') / a32, 'b/a dicom auto (wall)': R('dicom_auto') / a32,
+            'b/a png fp32 (wall)': R('png_fp32') / a32, 'b/a dicom fp32 (wall)': R('dicom_fp32') / a32,
+            'b/a png auto (predict images_per_s)': R('png_auto', 'images_per_s') / a32,
+            'b/a png fp32 (predict images_per_s)': R('png_fp32', 'images_per_s') / a32,
+            **({} if args.lite else {f'b/a png auto {other} threads, first {args.bs} slices (wall)': R(f'png_auto_{other}threads') / a32,
+                                     'b/a png auto cpu_plan threads (wall)': R('png_auto_cpu_plan') / a32,
+                                     'b/a png auto gated (wall)': R('png_auto_gated') / a32, 'b/a png fp32 gated (wall)': R('png_fp32_gated') / a32,
+                                     'b/c png auto gated (wall)': R('png_auto_gated') / fa_ips}),
+            'b/c png auto (wall)': R('png_auto') / fa_ips, 'b/c png fp32 (wall)': R('png_fp32') / fa_ips,
+            'fast-path raw / eager raw': afast / a32, 'fp32 channels_last raw / eager raw': a32cl / a32,
+            'b png auto / raw fast path (efficiency)': R('png_auto') / afast,
+        }
+        ratios = {k: round(v, 3) for k, v in ratios.items()}
+        fwd_fast = sum(raw[f'fast_{auto}_channels_last'].values())
+        where = dict(share_of_eager_fp32_ensemble=share, share_of_eager_fp32_classifiers=share_cls, share_of_fast_path_ensemble=share_fast,
+                     decode_s_per_image=dict(png=round(dec['png']/n, 4), dicom=round(dec['dicom']/n, 4)),
+                     write_mask_s_per_image=round(dec['write_masks']/n, 4),
+                     png_auto_split_s=dict(total=STAGES['predict_png_auto']['seconds'], raw_forward_fast=round(fwd_fast, 3),
+                                           decode_in_process=dec['png'], write_masks=dec['write_masks'],
+                                           rest=round(STAGES['predict_png_auto']['seconds'] - fwd_fast - dec['png'] - dec['write_masks'], 3)),
+                     fastai_overhead_ms_per_image_per_model=overhead,
+                     fastai_ms_per_image_total=round(sum(fa.values())/nf*1000, 1),
+                     eager_bs1_forward_ms_per_image_total=round(sum(bs1.values())/nf*1000, 1))
+        log('\n[where time goes] share of raw eager-FP32 ensemble time: ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share.items(), key=lambda o: -o[1])))
+        log('                  share of raw eager-FP32 classifier time (no U-Net): ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share_cls.items(), key=lambda o: -o[1])))
+        log('                  share of raw fast-path time:          ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share_fast.items(), key=lambda o: -o[1])))
+        log(f"                  decode per slice: PNG {dec['png']/n*1000:.0f} ms, DICOM {dec['dicom']/n*1000:.0f} ms (in-process, all windows/sizes); "
+            f"writing one MASK PNG {dec['write_masks']/n*1000:.0f} ms")
+        log(f"                  predict png_auto {where['png_auto_split_s']}")
+        log(f"                  fastai learn.predict overhead per image per model (ms, beyond a batch-of-one forward): {overhead}")
+        log('\n[ratios] ' + '\n         '.join(f'{k:42s} {v:6.2f}' for k, v in ratios.items()))
+        log('\n[memory] peak RSS per stage (MB; extra = peak - start; workers: forked DataLoader workers, pages shared with this process):')
+        for k, v in STAGES.items():
+            if k.startswith(('raw_', 'predict_', 'fastai', 'load_', 'build_', 'decode')): log(f"         {k:34s} peak {v['peak_rss_mb']:6d}  extra {v['peak_extra_mb']:5d}  workers {v['workers_peak_rss_mb']:5d}  {v['seconds']:7.1f} s  load {v['load_start']} -> {v['load_end']}")
+        ru = dict(self_maxrss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024),
+                  children_maxrss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024))
+        log(f'         getrusage maxrss: {ru}')
+        log('\n[stability] fast path (auto) vs forced fp32:')
+        for k, v in stab.items(): log(f'         {k}: {v}')
+        for k in ('png_moved_outside_ci', 'dicom_moved_outside_ci'): log(f'         {k}: {mets.get(k)}')
+        def brief(rs, keys): return {r['metric']: (round(r['value'], 3), round(r['lo'], 3), round(r['hi'], 3)) for r in rs if r['metric'] in keys}
+        for k in ('png_auto', 'png_fp32'):
+            log(f"         {k} binary (value, lo, hi): {brief(mets[k]['binary'], ('accuracy', 'sensitivity', 'specificity', 'f1', 'roc_auc'))}")
+            log(f"         {k} seg: {brief(mets[k]['seg'], ('mean_dice', 'competition_iou', 'pixel_accuracy'))}")
+        env['load_end'] = load(); env['seconds'] = round(time.perf_counter() - T0, 1)
+        log(f"\n[bench] done in {env['seconds']} s; load {env['load_start']} -> {env['load_end']}"
+            + ('' if trained else '  (untrained models: throughput is real, answers/metrics are noise)'))
+        res = dict(env=env, trained=trained, models=sizes, raw_seconds=raw, raw_images_per_s={k: round(n/sum(v.values()), 3) for k, v in raw.items()},
+                   raw_bs1_seconds=bs1, predict=runs, fastai_seconds=fa, fastai_images_per_s=round(fa_ips, 3), n_fastai=nf,
+                   ratios=ratios, where=where, stages=STAGES, getrusage=ru, stability=stab, metrics=mets)
+        if args.out:
+            from stroke_ct.core import write_json
+            write_json(args.out, json.loads(json.dumps(res, default=lambda o: None if o is None else float(o) if isinstance(o, (np.floating, np.integer)) else str(o))))
+            log(f'[bench] wrote {args.out}')
+        return res
+    finally:
+        smp.stop = True
+        if not args.work: shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == '__main__': main()
