@@ -10,7 +10,7 @@ import sys, os, time
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
-from fastcore.basics import working_directory
+from fastcore.foundation import working_directory
 from nbdev.config import get_config
 from nbdev.process import NBProcessor
 from nbdev.frontmatter import FrontmatterProc
