@@ -107,22 +107,31 @@ def premade(files, specs):
     assert not b['errors'], b['errors'][:3]
     return b['x']
 
-def to_input(m, x8, cl):
+def to_input(m, x8, cl, dtype=None):
     x = x8.permute(0, 3, 1, 2).float().div_(255)
     if m.stats is not None: x = (x - m.stats[0]) / m.stats[1]
+    if dtype is not None: x = x.to(dtype)
     return x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
-def forward_time(m, X, bs, prec, cl, reps=1):
-    "Seconds for one pass of model `m` over all of X in batches of `bs` (best of `reps`), after a warm-up batch"
-    m.model.eval().to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    xs = [to_input(m, X[i:i+bs], cl) for i in range(0, len(X), bs)]
-    dt = {'bf16': torch.bfloat16}.get(prec)
+# raw modes: (precision of the weights, channels_last, fold BatchNorm, bf16 autocast around an fp32 model)
+def raw_modes(auto):
+    return {'eager_fp32_nchw': ('fp32', False, False, False),            # the models as trained: the baseline
+            'fp32_channels_last': ('fp32', True, False, False),
+            'fp32_folded_channels_last': ('fp32', True, True, False),    # predict's fp32 path (CPUs without bf16)
+            **({'bf16_autocast_channels_last': ('fp32', True, False, True)} if auto == 'bf16' else {}),  # predict's path before 2026-11-30
+            f'fast_{auto}_folded_channels_last': (auto, True, True, False)}  # predict's 'auto' path
+
+def forward_time(m, X, bs, prec='fp32', cl=False, fold=False, autocast=False, reps=1):
+    "Seconds for one pass of model `m` (as `predict` would prepare it) over all of X in batches of `bs` (best of `reps`), after warm-up"
+    from stroke_ct.predict import inference_model, DTYPES
+    net = inference_model(m.model, prec, cl, 'cpu', fold) if (prec != 'fp32' or cl or fold) else m.model.eval()
+    xs = [to_input(m, X[i:i+bs], cl, DTYPES.get(prec)) for i in range(0, len(X), bs)]
     best = float('inf')
-    with torch.inference_mode(), torch.autocast('cpu', dtype=dt or torch.bfloat16, enabled=dt is not None):
-        m.model(xs[0]); m.model(xs[-1])   # warm-up: oneDNN primitives for both batch shapes
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        net(xs[0]); net(xs[-1])   # warm-up: oneDNN primitives for both batch shapes
         for _ in range(reps):
             t0 = time.perf_counter()
-            for x in xs: m.model(x).float()
+            for x in xs: net(x).float()
             best = min(best, time.perf_counter() - t0)
     return best
 
@@ -180,16 +189,18 @@ def metric_shift(df, outs, n_boot=1000):
         yd = {r['metric']: r for r in y}
         return [r['metric'] for r in x if r['metric'] in yd and np.isfinite(r['value']) and np.isfinite(yd[r['metric']]['lo'])
                 and not (yd[r['metric']]['lo'] - 1e-12 <= r['value'] <= yd[r['metric']]['hi'] + 1e-12)]
-    for inp in ('png', 'dicom'):
-        a, f = res.get(f'{inp}_auto'), res.get(f'{inp}_fp32')
-        if a and f: res[f'{inp}_moved_outside_ci'] = dict(binary=moved(a['binary'], f['binary']) + moved(f['binary'], a['binary']),
-                                                          seg=moved(a['seg'], f['seg']) + moved(f['seg'], a['seg']))
+    for x, y in (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32')):
+        a, f = res.get(x), res.get(y)
+        if a and f: res[f'{x}_vs_{y}_moved_outside_ci'] = dict(binary=moved(a['binary'], f['binary']) + moved(f['binary'], a['binary']),
+                                                               seg=moved(a['seg'], f['seg']) + moved(f['seg'], a['seg']))
     return res
 
 # ---------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--n', type=int, default=48, help='synthetic slices (half normal, a quarter each stroke kind)')
+    p.add_argument('--n', type=int, default=None, help='synthetic slices (half normal, a quarter each stroke kind; default 48), or the first n of --data')
+    p.add_argument('--data', default=None, help='use this dataset folder (with data_manifest.csv, e.g. `stroke-ct demo` OUT/data) instead of new phantoms')
+    p.add_argument('--split', default='test', help='with --data: the manifest split whose slices are used')
     p.add_argument('--size', type=int, default=64, help='classifier input size (demo 64, seed 224) when no --models')
     p.add_argument('--seg-size', type=int, default=128, help='U-Net input size (demo 128, seed 256) when no --models')
     p.add_argument('--seg-arch', default='resnet34')
@@ -206,6 +217,7 @@ def main(argv=None):
     p.add_argument('--out', default=None, help='write all figures as JSON here')
     args = p.parse_args(argv)
     args.archs = tuple(a for a in args.archs.split(',') if a)
+    if args.n is None and not args.data: args.n = 48
     from stroke_ct.data.synth import make_synth
     from stroke_ct.data.layout import resolve
     from stroke_ct.predict import load_models, predict, choose_precision, cpu_has_bf16, cpu_plan
@@ -213,7 +225,7 @@ def main(argv=None):
     T0, smp = time.perf_counter(), RSSSampler()
     import stroke_ct.loaders as L; L.progress_bar = lambda it, **k: it    # quiet preload bars
     dflt = torch.get_num_threads()
-    nthr = args.threads or cpu_plan(args.n, args.bs)[1]
+    nthr = args.threads or cpu_plan(args.n or 1000, args.bs)[1]
     torch.set_num_threads(nthr)
     env = dict(date=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), load_start=load(), cpus=os.cpu_count(), torch_threads=nthr, torch_default_threads=dflt,
                torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
@@ -223,9 +235,16 @@ def main(argv=None):
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_predict_')); work.mkdir(parents=True, exist_ok=True)
     try:
         n = args.n
-        with stage('synth', smp):
-            df = make_synth(work/'data', n_normal=n - 2*(n//4), n_ischemic=n//4, n_hemorrhagic=n//4, seed=args.seed, progress=False)
-        df = resolve(df, work/'data')
+        if args.data:   # an existing dataset (e.g. `stroke-ct demo` OUT/data): the slices of one split of its manifest
+            from stroke_ct.data.layout import read_manifest
+            df = resolve(read_manifest(Path(args.data)/'data_manifest.csv'), args.data)
+            df = df[df.split == args.split].reset_index(drop=True)
+            if args.n: df = df.sample(n=min(args.n, len(df)), random_state=args.seed).reset_index(drop=True)  # a random subset
+            n = args.n = len(df)
+        else:
+            with stage('synth', smp):
+                df = make_synth(work/'data', n_normal=n - 2*(n//4), n_ischemic=n//4, n_hemorrhagic=n//4, seed=args.seed, progress=False)
+            df = resolve(df, work/'data')
         png, dcm, ids = list(map(Path, df.png)), list(map(Path, df.dicom)), list(df.image_id)
         with stage('build_models', smp):
             md = Path(args.models) if args.models else make_models(df, work, args)
@@ -252,21 +271,21 @@ def main(argv=None):
 
         # ---- (a) raw forward
         auto = choose_precision('auto', 'cpu')
-        modes = {'eager_fp32_nchw': ('fp32', False), 'fp32_channels_last': ('fp32', True), f'fast_{auto}_channels_last': (auto, True)}
+        modes, FAST, F32 = raw_modes(auto), f'fast_{auto}_folded_channels_last', 'fp32_folded_channels_last'
         raw = {}
-        for mode, (prec, cl) in modes.items():
+        for mode, (prec, cl, fold, ac) in modes.items():
             with stage(f'raw_{mode}', smp):
-                raw[mode] = {m.name: forward_time(m, X[m.key], args.bs, prec, cl, args.reps) for m in specs}
+                raw[mode] = {m.name: forward_time(m, X[m.key], args.bs, prec, cl, fold, ac, args.reps) for m in specs}
             tot = sum(raw[mode].values())
             log(f"[a] {mode:28s} ensemble+unet {n/tot:7.2f} img/s   " + '  '.join(f'{k} {n/v:.1f}' for k, v in raw[mode].items()))
         share = {k: round(v/sum(raw['eager_fp32_nchw'].values()), 3) for k, v in raw['eager_fp32_nchw'].items()}
         cls_t = {k: v for k, v in raw['eager_fp32_nchw'].items() if k != 'unet'}
         share_cls = {k: round(v/sum(cls_t.values()), 3) for k, v in cls_t.items()}
-        share_fast = {k: round(v/sum(raw[f'fast_{auto}_channels_last'].values()), 3) for k, v in raw[f'fast_{auto}_channels_last'].items()}
+        share_fast = {k: round(v/sum(raw[FAST].values()), 3) for k, v in raw[FAST].items()}
         # batch-of-one eager forward (for fastai's overhead)
         nf = min(args.n_fastai or n, n)
         with stage('raw_bs1_eager_fp32', smp):
-            bs1 = {m.name: forward_time(m, X[m.key][:nf], 1, 'fp32', False) for m in specs}
+            bs1 = {m.name: forward_time(m, X[m.key][:nf], 1) for m in specs}
 
         # ---- (b) predict end to end
         runs = {}
@@ -274,14 +293,17 @@ def main(argv=None):
         log(f'[b] cpu_plan now: num_workers {pw}, num_threads {pt} (load {load()}); the runs below use {nthr} threads unless named')
         predict(md, png[:args.bs], work/'warm', bs=args.bs, num_threads=nthr, models=M, progress=False)   # warm-up, not timed
         other = 1 if nthr > 1 else dflt
-        plan = [('png_auto', png, 'auto', True, nthr), ('dicom_auto', dcm, 'auto', True, nthr),
-                ('png_fp32', png, 'fp32', True, nthr), ('dicom_fp32', dcm, 'fp32', True, nthr),
-                ('png_auto_gated', png, 'auto', False, nthr), ('png_fp32_gated', png, 'fp32', False, nthr),
-                (f'png_auto_{other}threads', png[:args.bs], 'auto', True, other), ('png_auto_cpu_plan', png, 'auto', True, None)]
-        if args.lite: plan = plan[:4]
-        for name, files, prec, seg_all, thr in plan:
+        EAGER = dict(channels_last=False, fold_bn=False)   # the models exactly as trained: the reference for answers
+        plan = [('png_auto', png, 'auto', True, nthr, {}), ('dicom_auto', dcm, 'auto', True, nthr, {}),
+                ('png_fp32', png, 'fp32', True, nthr, {}), ('dicom_fp32', dcm, 'fp32', True, nthr, {}),
+                ('png_eager', png, 'fp32', True, nthr, EAGER),
+                ('png_auto_gated', png, 'auto', False, nthr, {}), ('png_eager_gated', png, 'fp32', False, nthr, EAGER),
+                (f'png_auto_{other}threads', png, 'auto', True, other, {}), ('png_auto_1worker', png, 'auto', True, nthr, dict(num_workers=1)),
+                ('png_auto_cpu_plan', png, 'auto', True, None, {})]
+        if args.lite: plan = plan[:5]
+        for name, files, prec, seg_all, thr, kw in plan:
             with stage(f'predict_{name}', smp) as r:
-                s = predict(md, files, work/name, bs=args.bs, precision=prec, segment_all=seg_all, num_threads=thr, models=M, progress=False)
+                s = predict(md, files, work/name, bs=args.bs, precision=prec, segment_all=seg_all, num_threads=thr, models=M, progress=False, **kw)
             s = {k: s[k] for k in ('n_ok', 'n_failed', 'n_stroke', 'n_segmented', 'n_masks', 'seconds', 'images_per_s', 'precision',
                                    'channels_last', 'num_workers', 'num_threads')}
             s['images_per_s_wall'] = round(len(files) / r['seconds'], 2)
@@ -304,31 +326,39 @@ def main(argv=None):
 
         # ---- stability
         names = [m.name for m in M['classifiers']]
-        stab = {inp: compare_runs(work/f'{inp}_auto', work/f'{inp}_fp32', names) for inp in ('png', 'dicom')}
-        if not args.lite: stab['png_gated'] = compare_runs(work/'png_auto_gated', work/'png_fp32_gated', names)
+        stab = {f'{x} vs {y}': compare_runs(work/x, work/y, names) for x, y in
+                (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32'), ('dicom_auto', 'png_auto'))}
+        if not args.lite: stab['png_auto_gated vs png_eager_gated'] = compare_runs(work/'png_auto_gated', work/'png_eager_gated', names)
         with stage('metrics', smp):
-            mets = metric_shift(df, {k: work/k for k in ('png_auto', 'png_fp32', 'dicom_auto', 'dicom_fp32')}, args.n_boot)
+            mets = metric_shift(df, {k: work/k for k in ('png_auto', 'png_fp32', 'png_eager', 'dicom_auto', 'dicom_fp32')}, args.n_boot)
 
         # ---- summary
         a32 = n / ((tb + ta) / 2)
-        afast = n / sum(raw[f'fast_{auto}_channels_last'].values())
+        afast = n / sum(raw[FAST].values())
         a32cl = n / sum(raw['fp32_channels_last'].values())
+        a32f = n / sum(raw[F32].values())
         R = lambda k, w='images_per_s_wall': runs[k][w]
         ratios = {
             'b/a png auto (wall)': R('png_auto') / a32, 'b/a dicom auto (wall)': R('dicom_auto') / a32,
             'b/a png fp32 (wall)': R('png_fp32') / a32, 'b/a dicom fp32 (wall)': R('dicom_fp32') / a32,
             'b/a png auto (predict images_per_s)': R('png_auto', 'images_per_s') / a32,
             'b/a png fp32 (predict images_per_s)': R('png_fp32', 'images_per_s') / a32,
-            **({} if args.lite else {f'b/a png auto {other} threads, first {args.bs} slices (wall)': R(f'png_auto_{other}threads') / a32,
+            **({} if args.lite else {f'b/a png auto {other} threads (wall)': R(f'png_auto_{other}threads') / a32,
+                                     'b/a png auto, 1 decoding worker (wall)': R('png_auto_1worker') / a32,
                                      'b/a png auto cpu_plan threads (wall)': R('png_auto_cpu_plan') / a32,
-                                     'b/a png auto gated (wall)': R('png_auto_gated') / a32, 'b/a png fp32 gated (wall)': R('png_fp32_gated') / a32,
+                                     'b/a png auto gated (wall)': R('png_auto_gated') / a32, 'b/a png eager gated (wall)': R('png_eager_gated') / a32,
                                      'b/c png auto gated (wall)': R('png_auto_gated') / fa_ips}),
             'b/c png auto (wall)': R('png_auto') / fa_ips, 'b/c png fp32 (wall)': R('png_fp32') / fa_ips,
+            'b/a png eager (wall): predict overhead at the baseline settings': R('png_eager') / a32,
             'fast-path raw / eager raw': afast / a32, 'fp32 channels_last raw / eager raw': a32cl / a32,
+            'fp32 folded channels_last raw / eager raw': a32f / a32,
+            **({'bf16 autocast channels_last raw / eager raw (the old path)': n / sum(raw['bf16_autocast_channels_last'].values()) / a32}
+               if 'bf16_autocast_channels_last' in raw else {}),
+            'b png fp32 / raw fp32 folded (efficiency)': R('png_fp32') / a32f,
             'b png auto / raw fast path (efficiency)': R('png_auto') / afast,
         }
         ratios = {k: round(v, 3) for k, v in ratios.items()}
-        fwd_fast = sum(raw[f'fast_{auto}_channels_last'].values())
+        fwd_fast = sum(raw[FAST].values())
         where = dict(share_of_eager_fp32_ensemble=share, share_of_eager_fp32_classifiers=share_cls, share_of_fast_path_ensemble=share_fast,
                      decode_s_per_image=dict(png=round(dec['png']/n, 4), dicom=round(dec['dicom']/n, 4)),
                      write_mask_s_per_image=round(dec['write_masks']/n, 4),
@@ -352,11 +382,11 @@ def main(argv=None):
         ru = dict(self_maxrss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024),
                   children_maxrss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024))
         log(f'         getrusage maxrss: {ru}')
-        log('\n[stability] fast path (auto) vs forced fp32:')
+        log('\n[stability] answers of each path against the reference (the models as trained, eager fp32):')
         for k, v in stab.items(): log(f'         {k}: {v}')
-        for k in ('png_moved_outside_ci', 'dicom_moved_outside_ci'): log(f'         {k}: {mets.get(k)}')
+        for k in [k for k in mets if k.endswith('moved_outside_ci')]: log(f'         {k}: {mets[k]}')
         def brief(rs, keys): return {r['metric']: (round(r['value'], 3), round(r['lo'], 3), round(r['hi'], 3)) for r in rs if r['metric'] in keys}
-        for k in ('png_auto', 'png_fp32'):
+        for k in ('png_auto', 'png_fp32', 'png_eager'):
             log(f"         {k} binary (value, lo, hi): {brief(mets[k]['binary'], ('accuracy', 'sensitivity', 'specificity', 'f1', 'roc_auc'))}")
             log(f"         {k} seg: {brief(mets[k]['seg'], ('mean_dice', 'competition_iou', 'pixel_accuracy'))}")
         env['load_end'] = load(); env['seconds'] = round(time.perf_counter() - T0, 1)

@@ -17,8 +17,8 @@ from .loaders import cls_dls, test_dl, load_slice
 
 # %% auto #0
 __all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'BF16Autocast', 'class_weights',
-           'make_learner', 'train', 'save_model', 'read_meta', 'read_weights', 'fit_weights', 'load_model',
-           'predict_probs', 'ensemble_table', 'train_all', 'classify_demo']
+           'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights', 'fit_weights',
+           'load_model', 'predict_probs', 'ensemble_table', 'train_all', 'classify_demo']
 
 # %% ../nbs/10_classify.ipynb #c52b429a
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -152,17 +152,28 @@ def save_model(learn:Learner,    # trained learner (from `train`)
 # %% ../nbs/10_classify.ipynb #bf9a411e
 _META_KEYS = ('arch', 'n_out', 'vocab', 'size', 'input', 'window', 'stats', 'sha256')
 
-def read_meta(path)->dict:
-    "Read and check `model.json` of a saved model folder"
+def read_model_json(path,                 # a saved model folder
+                    keys,                 # keys model.json must have
+                    archs=ARCHS,          # the architectures its `arch` may name
+                    what:str='model',     # 'model' or 'segmenter', for the messages
+                    format:str|None=None, # the `format` it must declare, if any
+                   )->dict:
+    "Read `path/model.json` and check it: a JSON object (of `format`, if given) with `keys` and a known `arch`"
     fn = Path(path)/'model.json'
-    if not fn.is_file(): raise BadInput(fn, 'missing: a saved model folder needs model.json and model.pth')
+    if not fn.is_file(): raise BadInput(fn, f'missing: a saved {what} folder needs model.json and model.pth')
     try: meta = json.loads(fn.read_text())
     except Exception as e: raise BadInput(fn, f'not valid JSON ({e})') from None
+    if format is not None and (not isinstance(meta, dict) or meta.get('format') != format):
+        raise BadInput(fn, f"not a {what} description (format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {format!r})")
     if not isinstance(meta, dict): raise BadInput(fn, 'not a JSON object')
-    miss = [k for k in _META_KEYS if k not in meta]
+    miss = [k for k in keys if k not in meta]
     if miss: raise BadInput(fn, f'missing keys {miss}')
-    if meta['arch'] not in ARCHS: raise BadInput(fn, f"unknown architecture {meta['arch']!r}; known: {list(ARCHS)}")
+    if meta['arch'] not in archs: raise BadInput(fn, f"unknown architecture {meta['arch']!r}; known: {list(archs)}")
     return meta
+
+def read_meta(path)->dict:
+    "Read and check `model.json` of a saved classifier folder"
+    return read_model_json(path, _META_KEYS)
 
 def read_weights(fn,         # weights file (`model.pth`)
                  sha256:str, # its checksum as recorded in `model.json`

@@ -67,7 +67,7 @@ DEMO_CONFIG = PipelineConfig(
     aug_kwargs=dict(max_lighting=0.1, max_warp=0.1),
     per_arch={'resnet34': dict(epochs=10), 'resnet50': dict(epochs=12), 'densenet121': dict(epochs=10),
               'vgg19_bn': dict(bs=16, epochs=8, lr=1e-3), 'mobilenet_v2': dict(epochs=14, lr=5e-3)},
-    seg_arch='resnet18', seg_size=128, seg_bs=16, seg_epochs=8, seg_unfreeze_epochs=0, seg_lr=3e-3,
+    seg_arch='resnet18', seg_size=128, seg_bs=16, seg_epochs=6, seg_unfreeze_epochs=0, seg_lr=3e-3,
     seg_loss='ce', seg_class_weights='auto', seg_kwargs=dict(self_attention=False, last_cross=False), n_boot=1000, seed=0,
     synth=dict(n_normal=400, n_ischemic=320, n_hemorrhagic=280))
 
@@ -217,6 +217,9 @@ def evaluate_unet(model, meta:dict,       # U-Net and its description (`segment.
     paths = dict(seg_test=write_table(res['unet']['summary'], out, 'seg_test', run),
                  seg_test_per_image=write_table(res['unet']['per'], out, 'seg_test_per_image', run))
     g = pd.DataFrame({nm: _lesion_summary(r['summary']) for nm, r in res.items()}).rename_axis('metric')
+    free = {i for i in range(len(ids)) if not truths[i].any()}   # slices with no lesion: any lesion pixel there is a false alarm
+    g.loc['lesion_pixels_on_lesion_free_slices'] = [sum(int((p[i] > 0).sum()) for i in free & set(idx)) for p, idx in
+                                                    [(preds, st), (gated, st), (preds, range(len(ids))), (gated, range(len(ids)))]]
     g.columns = ['stroke test: U-Net', 'stroke test: gated', '+ normal test: U-Net', '+ normal test: gated']
     paths['seg_gating'] = write_table(g, out, 'seg_gating', {**(run or {}), 'n_stroke_test': len(st), 'n_all': len(ids)})
     return dict(results=res, gating=g, paths=paths, errors=log, images=files, rows=rows, preds=preds, truths=truths, st=st)
@@ -262,7 +265,9 @@ def write_report(out, table1, table2, gating, seg_summary, figs, cfg, n, seconds
           f"\nChosen vote (best validation F1, written to `models/ensemble.json`): **{ch.model}**, test F1 {ch.f1:.3f}.\n",
           '\n## Segmentation on seg_split test (lesion classes; mean_dice leaves background out)\n\n', _md_table(seg_summary, ['metric', 'value', 'lo', 'hi', 'n']),
           '\n## Classify-then-segment gating\n\n',
-          'Masks are blanked where the chosen vote says *normal*. Columns: stroke test slices only, and with the normal test slices added.\n\n',
+          'Masks are blanked where the chosen vote says *normal*. Columns: stroke test slices only, and with the normal test slices added. '
+          'Per-class scores average over the slices that have the class, so lesion pixels predicted on normal slices show only in the '
+          'pooled competition IoU and in the last row (their count).\n\n',
           to_markdown(gating.reset_index(), '.3f'), '\n## Figures\n\n']
     s += [f'- [{k}]({Path(v).relative_to(out).as_posix()})\n' for k, v in figs.items()]
     if 'masks_best_worst' in figs: s.append(f"\n![masks]({Path(figs['masks_best_worst']).relative_to(out).as_posix()})\n")

@@ -4,9 +4,13 @@
 
 # %% ../nbs/50_predict.ipynb #9cd3e3a0
 from __future__ import annotations
-import json, os, time, warnings
+import copy, json, os, time, warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from PIL import Image
 from torch.utils.data import Dataset, DataLoader
 from fastprogress.fastprogress import progress_bar
@@ -16,9 +20,9 @@ from .data.masks import save_mask
 from .ensemble import hard_vote, soft_vote, weighted_soft_vote
 
 # %% auto #0
-__all__ = ['VOTES', 'STAGE1_HEADER', 'sniff', 'find_inputs', 'write_ensemble_config', 'read_ensemble_config', 'ModelSpec',
-           'load_models', 'SliceDataset', 'collate_slices', 'combine_votes', 'stage1_text', 'cpu_has_bf16',
-           'choose_precision', 'cpu_plan', 'predict', 'predict_cli']
+__all__ = ['VOTES', 'STAGE1_HEADER', 'DTYPES', 'sniff', 'find_inputs', 'write_ensemble_config', 'read_ensemble_config',
+           'ModelSpec', 'load_models', 'SliceDataset', 'collate_slices', 'combine_votes', 'stage1_text', 'cpu_has_bf16',
+           'choose_precision', 'fold_batchnorm', 'inference_model', 'free_cores', 'cpu_plan', 'predict', 'predict_cli']
 
 # %% ../nbs/50_predict.ipynb #c99cc5d1
 _PNG_SIG = b'\x89PNG\r\n\x1a\n'
@@ -106,6 +110,12 @@ class ModelSpec:
         self.stats = None if st is None else [torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1) for s in st]
         self.dicom_only = meta.get('input', 'png') == 'dicom' and self.window != 'brain'
         self.stroke_idx = list(meta['vocab']).index('stroke') if kind == 'cls' else None
+        self._rt = None  # (settings, inference copy): see `runtime`
+    def runtime(self, precision='fp32', channels_last=False, device='cpu', fold_bn=True)->nn.Module:
+        "The copy of `model` that `predict` runs for these settings (`inference_model`), built on first use and kept"
+        k = (precision, bool(channels_last), str(device), bool(fold_bn))
+        if self._rt is None or self._rt[0] != k: self._rt = (k, inference_model(self.model, precision, channels_last, device, fold_bn))
+        return self._rt[1]
     @property
     def key(self): return (self.window, self.size)
     def __repr__(self): return f'ModelSpec({self.name!r}, {self.kind}, window={self.window!r}, size={self.size})'
@@ -216,34 +226,107 @@ def choose_precision(precision:str='auto', # 'auto', 'fp32' or 'bf16'
     if torch.device(device).type == 'cuda': return 'fp16'
     return 'bf16' if cpu_has_bf16() else 'fp32'
 
+# %% ../nbs/50_predict.ipynb #548a1edb
+DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def _hooked(m:nn.Module)->bool: return bool(m._forward_hooks or m._forward_pre_hooks)
+
+def _foldable(conv, bn)->bool:
+    return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.running_mean is not None
+            and conv.out_channels == bn.num_features and not (_hooked(conv) or _hooked(bn)))
+
+def fold_batchnorm(model:nn.Module, # an eval-mode model, changed in place
+                  )->int:           # how many BatchNorm2d layers were folded away
+    "Fold every BatchNorm2d that directly follows a Conv2d into that convolution (exact up to rounding)"
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+    if model.training: raise ValueError('fold_batchnorm needs an eval-mode model: call model.eval() first')
+    n = 0
+    for mod in list(model.modules()):
+        if isinstance(mod, nn.Sequential) and type(mod).forward is nn.Sequential.forward: ks = list(mod._modules); pairs = zip(ks, ks[1:])
+        elif isinstance(mod, (BasicBlock, Bottleneck, ResNet)): pairs = [(f'conv{k}', f'bn{k}') for k in (1, 2, 3) if hasattr(mod, f'bn{k}')]
+        else: continue
+        for a, b in pairs:
+            conv, bn = mod._modules[a], mod._modules[b]
+            if _foldable(conv, bn): mod._modules[a], mod._modules[b], n = fuse_conv_bn_eval(conv, bn), nn.Identity(), n + 1
+    return n
+
+def inference_model(model:nn.Module,          # a trained model (left untouched)
+                    precision:str='fp32',     # 'fp32', 'bf16' or 'fp16': the type of the copy's weights
+                    channels_last:bool=False, # NHWC weights, for oneDNN's fast convolutions
+                    device='cpu',
+                    fold_bn:bool=True,        # fold BatchNorm into the convolutions before it
+                   )->nn.Module:              # an eval-mode copy
+    "A copy of `model` to predict with: eval mode, BatchNorm folded, weights cast to `precision`, NHWC if asked"
+    if precision not in ('fp32', *DTYPES): raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    for o in model.modules():  # caches from the last forward (not state, and autograd results cannot be deep-copied):
+        for h in [*o._forward_hooks.values(), *o._forward_pre_hooks.values()]:  # fastai hooks keep the U-Net's skip activations,
+            if hasattr(getattr(h, '__self__', None), 'stored'): h.__self__.stored = None
+        for k, v in list(vars(o).items()):   # spectral norm (self-attention) keeps the normalised weight it computed
+            if isinstance(v, torch.Tensor) and not v.is_leaf: setattr(o, k, v.detach())
+    m = copy.deepcopy(model).eval().to(device)
+    if fold_bn: fold_batchnorm(m)
+    if precision in DTYPES: m = m.to(DTYPES[precision])
+    return m.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
 # %% ../nbs/50_predict.ipynb #bb74f01c
+def free_cores(interval:float=0.2, # seconds to watch
+              )->float:            # cores left idle by everything running now
+    "How many cores are free now: from `/proc/stat` over `interval` seconds (Linux), else from the load average"
+    cores = os.cpu_count() or 1
+    def snap():
+        with open('/proc/stat') as f: v = [int(x) for x in f.readline().split()[1:9]]
+        return v[3] + v[4], sum(v)   # idle + iowait, all (user nice system idle iowait irq softirq steal)
+    try:
+        i0, t0 = snap(); time.sleep(interval); i1, t1 = snap()
+        return min(float(cores), cores * (i1 - i0) / max(t1 - t0, 1))
+    except (OSError, ValueError, IndexError):
+        try: return max(0., cores - os.getloadavg()[0])
+        except (OSError, AttributeError): return float(cores)
+
 def cpu_plan(n_files:int,             # slices to predict
              bs:int=16,               # batch size
              num_workers:int|None=None, # decoding processes, or None to choose
              num_threads:int|None=None, # torch threads, or None to choose
+             device='cpu',            # where the models run
             )->tuple:                 # (num_workers, num_threads)
-    "Decoding workers and compute threads for this machine and its current load"
+    "Decoding workers and compute threads for this machine, the cores free now, and the device"
     cores = os.cpu_count() or 1
-    if num_workers is None: num_workers = 0 if n_files <= bs else max(1, min(4, cores//2 - 1))
-    if num_threads is None:
-        try: busy = os.getloadavg()[0] >= cores
-        except (OSError, AttributeError): busy = False
-        num_threads = 1 if busy else max(1, min(torch.get_num_threads(), cores - num_workers))
+    free = free_cores() if num_workers is None or num_threads is None else cores
+    if num_workers is None:
+        if n_files <= bs: num_workers = 0                                  # starting a process costs more than one batch saves
+        elif torch.device(device).type == 'cuda': num_workers = max(1, min(4, cores))  # the CPU only decodes
+        else: num_workers = min(4, int(free) // 4)                         # only where a core would sit idle
+    if num_threads is None: num_threads = max(1, min(torch.get_num_threads(), round(free) - num_workers))
     return num_workers, num_threads
 
 # %% ../nbs/50_predict.ipynb #ab680904
-def _forward(m:ModelSpec, x8:torch.Tensor, device, prec, channels_last)->torch.Tensor:
-    "uint8 NHWC batch -> model output (float32), normalised as the model's JSON says"
+def _forward(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
+    "uint8 NHWC batch -> model output (float32), normalised as the model's JSON says; `run` = (device, precision, channels_last, fold_bn)"
+    device, prec, cl, fold = run
     x = x8.to(device).permute(0, 3, 1, 2).float().div_(255)
     if m.stats is not None: x = (x - m.stats[0].to(device)) / m.stats[1].to(device)
-    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    dt = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
-    with torch.autocast(torch.device(device).type, dtype=dt or torch.bfloat16, enabled=dt is not None):
-        return m.model(x).float()
+    if prec in DTYPES: x = x.to(DTYPES[prec])
+    x = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    return m.runtime(prec, cl, device, fold)(x).float()
 
-def _prepare(m:ModelSpec, device, channels_last):
-    m.model = m.model.to(device).eval()
-    m.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+def _mask_file(fn, cls, hw):
+    "Write one official MASK PNG at the slice's size `hw` (all black when `cls` is None)"
+    return save_mask(fn, np.zeros(hw, np.uint8) if cls is None else _resize_nearest(cls, hw))
+
+class _MaskWriter:
+    "Masks are encoded and written on one background thread, while the models work on the next batch"
+    def __init__(self, log:ErrorLog, max_pending:int=64):
+        self.ex, self.pending, self.log, self.n, self.max = ThreadPoolExecutor(1), deque(), log, 0, max_pending
+    def submit(self, src, fn, cls, hw):
+        self.pending.append((src, self.ex.submit(_mask_file, fn, cls, hw)))
+        while len(self.pending) > self.max: self._collect(*self.pending.popleft())  # bounded memory
+    def _collect(self, src, fut):
+        try: fut.result(); self.n += 1
+        except Exception as e: self.log.add(src, e)
+    def close(self):
+        "Wait for every pending mask; failures go to the error log"
+        while self.pending: self._collect(*self.pending.popleft())
+        self.ex.shutdown()
 
 def _resize_nearest(m:np.ndarray, hw)->np.ndarray:
     return m if m.shape == tuple(hw) else np.asarray(Image.fromarray(m).resize((hw[1], hw[0]), Image.NEAREST))
@@ -257,21 +340,21 @@ def _write_outputs(out, rows, names, log, meta, fallback=()):
     return df
 
 # %% ../nbs/50_predict.ipynb #495107cd
-def _classify(b, cls, device, prec, cl)->np.ndarray:
+def _classify(b, cls, run)->np.ndarray:
     "P(stroke) of each classifier (rows) for each slice of batch `b`; NaN where a model cannot read the slice"
     P = np.full((len(cls), len(b['i'])), np.nan)
     for j, m in enumerate(cls):
         ok = np.array([k == 'dicom' or not m.dicom_only for k in b['kind']])
-        if ok.any(): P[j, ok] = _forward(m, b['x'][m.key][torch.from_numpy(ok)], device, prec, cl).softmax(1)[:, m.stroke_idx].cpu().numpy()
+        if ok.any(): P[j, ok] = _forward(m, b['x'][m.key][torch.from_numpy(ok)], run).softmax(1)[:, m.stroke_idx].cpu().numpy()
     return P
 
-def _segment(b, unet, need, device, prec, cl, log)->list:
+def _segment(b, unet, need, run, log)->list:
     "Class maps (model size) for the slices of `b` where `need`; None elsewhere"
     masks = [None]*len(need)
     can = np.array([k == 'dicom' or not unet.dicom_only for k in b['kind']])
     for fn in np.array(b['file'])[need & ~can]: log.add(fn, 'the U-Net reads DICOM with its own window, this is a PNG: mask left black')
     if (need & can).any():
-        y = _forward(unet, b['x'][unet.key][torch.from_numpy(need & can)], device, prec, cl).argmax(1).to(torch.uint8).cpu().numpy()
+        y = _forward(unet, b['x'][unet.key][torch.from_numpy(need & can)], run).argmax(1).to(torch.uint8).cpu().numpy()
         for k, c in zip(np.flatnonzero(need & can), y): masks[k] = c
     return masks
 
@@ -283,10 +366,11 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
             segment_all:bool=False,  # run the U-Net on every slice, not only those classified stroke
             threshold:float|None=None, # stroke threshold (default: ensemble.json, else 0.5)
             vote:str|None=None,      # 'hard', 'soft' or 'weighted' (default: ensemble.json, else 'hard')
-            num_workers:int|None=None, # decoding processes (None: see `cpu_plan`; 0: decode in this process)
+            num_workers:int|None=None, # decoding processes (None: see `cpu_plan`; 0: decode in the loop)
             num_threads:int|None=None, # torch threads while predicting (None: see `cpu_plan`)
             precision:str='auto',    # 'auto' (bf16 where the CPU has it), 'fp32' (force full precision), 'bf16'
             channels_last:bool|None=None, # NHWC memory (None: on, except on CPUs without AVX2)
+            fold_bn:bool=True,       # fold BatchNorm into the convolutions (exact up to rounding; False: the models as saved)
             device=None,             # default: CUDA if available, else CPU
             models:dict|None=None,   # already loaded models (`load_models`), to skip loading
             fallback:int|None=None,  # stage1.txt answer for slices that could not be read (None: leave them out)
@@ -303,40 +387,41 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
     prec = choose_precision(precision, device)
     cl = (device.type == 'cuda' or torch.backends.cpu.get_cpu_capability() != 'DEFAULT') if channels_last is None else channels_last
     allm = cls + ([unet] if unet else [])
-    for m in allm: _prepare(m, device, cl)
+    run = (device, prec, cl, fold_bn)
+    for m in allm: m.runtime(prec, cl, device, fold_bn)   # build the inference copies before the clock starts
     files = find_inputs(inputs, log, exclude=out)
-    num_workers, num_threads, n_threads = *cpu_plan(len(files), bs, num_workers, num_threads), torch.get_num_threads()
+    num_workers, num_threads, n_threads = *cpu_plan(len(files), bs, num_workers, num_threads, device), torch.get_num_threads()
     dl = DataLoader(SliceDataset(files, [m.key for m in allm]), batch_size=bs, num_workers=num_workers,
                     collate_fn=collate_slices, shuffle=False)
-    names, rows, n_masks, n_seg, t1 = [m.name for m in cls], [], 0, 0, time.time()
+    names, rows, n_seg, writer, t1 = [m.name for m in cls], [], 0, _MaskWriter(log), time.time()
     try:
         torch.set_num_threads(num_threads)
         with torch.inference_mode():
             for b in (progress_bar(dl, leave=False) if progress and len(files) else dl):
                 for fn, reason in b['errors']: log.add(fn, reason)
                 if not b['i']: continue
-                P = _classify(b, cls, device, prec, cl)
+                P = _classify(b, cls, run)
                 ans = ~np.isnan(P).all(0)
                 for fn in np.array(b['file'])[~ans]: log.add(fn, 'no classifier can read this file (DICOM-window models only, and it is a PNG)')
                 s, pr = np.zeros(len(ans), int), np.full(len(ans), np.nan)
                 if ans.any(): s[ans], pr[ans] = combine_votes(P[:, ans], names, vote, threshold, cfg.get('weights'))
                 need = ans & ((s == 1) | segment_all)
-                masks = _segment(b, unet, need, device, prec, cl, log) if unet else [None]*len(s)
+                masks = _segment(b, unet, need, run, log) if unet else [None]*len(s)
                 n_seg += sum(o is not None for o in masks)
                 for k in np.flatnonzero(ans):
                     fn, hw = Path(b['file'][k]), b['hw'][k]
                     votes = [v for p in P[:, k] for v in ((-1, np.nan) if np.isnan(p) else (int(p >= threshold), float(p)))]
                     rows.append([fn.stem, int(s[k]), float(pr[k]), *votes, str(fn)])
-                    if unet is None: continue
-                    try: save_mask(out/'masks'/f'{fn.stem}.png', np.zeros(hw, np.uint8) if masks[k] is None else _resize_nearest(masks[k], hw)); n_masks += 1
-                    except Exception as e: log.add(fn, e)
-    finally: torch.set_num_threads(n_threads)
-    t2 = time.time()
+                    if unet is not None: writer.submit(fn, out/'masks'/f'{fn.stem}.png', masks[k], hw)
+    finally:
+        writer.close()
+        torch.set_num_threads(n_threads)
+    t2, n_masks = time.time(), writer.n
     n_ok, n_unanswered = len(rows), len({r['file'] for r in log.rows} - {r[-1] for r in rows})
     summ = dict(n_inputs=n_ok + n_unanswered, n_ok=n_ok, n_unanswered=n_unanswered, n_failed=len(log),
                 n_stroke=sum(r[1] for r in rows), n_normal=sum(1 - r[1] for r in rows), n_masks=n_masks, n_segmented=n_seg,
                 seconds=round(t2 - t0, 3), seconds_loading=round(t1 - t0, 3), images_per_s=round(n_ok/(t2 - t1), 2) if n_ok else None,
-                precision=prec, channels_last=bool(cl), num_workers=num_workers, num_threads=num_threads,
+                precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
                 vote=vote, threshold=float(threshold), device=str(device), out=str(out))
     meta = dict(summary=summ, weights=cfg.get('weights'), segment_all=segment_all, fallback=fallback, torch=torch.__version__,
                 models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.meta.get('arch'), size=m.size,

@@ -19,7 +19,7 @@ from .data.layout import read_manifest, resolve
 from .loaders import seg_dls
 from .metrics import seg_report
 from .report import write_table, save_fig, run_metadata
-from .classify import BF16Autocast, WeightsUnavailable, read_weights, fit_weights, _sha256
+from .classify import BF16Autocast, WeightsUnavailable, read_model_json, read_weights, fit_weights, _sha256
 
 # %% auto #0
 __all__ = ['ARCHS', 'UNET_KW', 'SEG_FORMAT', 'SoftDiceLoss', 'DiceCELoss', 'seg_loss', 'auto_class_weights', 'fetch_pretrained',
@@ -196,16 +196,7 @@ def build_unet(meta:dict)->torch.nn.Module:
 
 def read_seg_meta(path)->dict:
     "Read and check `model.json` of a saved segmenter folder"
-    fn = Path(path)/'model.json'
-    if not fn.is_file(): raise BadInput(fn, 'missing: a saved segmenter folder needs model.json and model.pth')
-    try: meta = json.loads(fn.read_text())
-    except Exception as e: raise BadInput(fn, f'not valid JSON ({e})') from None
-    if not isinstance(meta, dict) or meta.get('format') != SEG_FORMAT:
-        raise BadInput(fn, f"not a segmenter description (format {meta.get('format') if isinstance(meta, dict) else None!r}, expected {SEG_FORMAT!r})")
-    miss = [k for k in ('arch', 'size', 'classes', 'unet', 'stats', 'sha256') if k not in meta]
-    if miss: raise BadInput(fn, f'missing keys {miss}')
-    if meta['arch'] not in ARCHS: raise BadInput(fn, f"unknown architecture {meta['arch']!r}; known: {list(ARCHS)}")
-    return meta
+    return read_model_json(path, ('arch', 'size', 'classes', 'unet', 'stats', 'sha256'), ARCHS, 'segmenter', SEG_FORMAT)
 
 def load_segmenter(path, # folder written by `save_segmenter`
                   )->tuple: # (model in eval mode on CPU, meta dict)
