@@ -16,9 +16,10 @@ from .core import BadInput, ErrorLog, atomic_path, write_json, write_csv
 from .loaders import cls_dls, test_dl, load_slice
 
 # %% auto #0
-__all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'BF16Autocast', 'class_weights',
-           'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights', 'fit_weights',
-           'load_model', 'predict_probs', 'ensemble_table', 'train_all', 'classify_demo']
+__all__ = ['ARCHS', 'HEAD_ARGS', 'SETTINGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'BF16Autocast',
+           'class_weights', 'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights',
+           'fit_weights', 'load_model', 'predict_probs', 'ensemble_table', 'fp32_probs', 'fit_archs', 'train_all',
+           'classify_demo']
 
 # %% ../nbs/10_classify.ipynb #c52b429a
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -282,6 +283,53 @@ def ensemble_table(probs:pd.DataFrame,        # image_id, split, stroke, and one
     return tab, preds
 
 # %% ../nbs/10_classify.ipynb #a85c3706
+SETTINGS = ('size', 'bs', 'epochs', 'lr')
+
+def _probs_dl(df, size, bs, input, window, seed, balanced, aug_kwargs):
+    "(dls, every row train/valid/test, an unshuffled DataLoader over them) for one (size, bs)"
+    dls = cls_dls(df, size=size, bs=bs, input=input, window=window, seed=seed, balanced=balanced, aug_kwargs=aug_kwargs)
+    tst = df[df.split == 'test']
+    if dls.reader.cache: tst = dls.reader.preload(tst, dls.errors)
+    rows = pd.concat([dls.train_ds.items, dls.valid_ds.items, tst]).reset_index(drop=True)
+    return dls, rows, test_dl(dls, rows, split=None, with_labels=True)
+
+def fp32_probs(learn:Learner, dl)->np.ndarray:
+    "P(stroke) of `learn` over `dl` in full precision (a bf16 training callback is removed first)"
+    for cb in [c for c in learn.cbs if isinstance(c, BF16Autocast)]: learn.remove_cb(cb)
+    p, *_ = learn.get_preds(dl=dl)
+    return p[:, list(learn.dls.vocab).index('stroke')].float().numpy()
+
+def fit_archs(df:pd.DataFrame,        # resolved manifest
+              models_dir,             # each model is saved to models_dir/<arch>/
+              settings:dict,          # arch -> dict(size, bs, epochs, lr): one entry per model to train
+              pretrained:bool=True, input:str='png', window:str='brain', seed:int=42,
+              weighted_loss:bool=False, balanced:bool=False, bf16:bool=False,
+              aug_kwargs:dict|None=None,  # overrides for `aug_transforms`
+              log:str='classify',     # prefix of the progress lines
+             )->tuple:                # (probs: image_id, split, stroke + one column per arch; Table 1; saved folders; unreadable files)
+    "Train each architecture with its own settings (DataLoaders shared per size and batch), save it weights-only, collect P(stroke) for every slice"
+    cache, probs, t1, models = {}, None, [], {}
+    lw = class_weights(df) if weighted_loss else None
+    for arch, s in settings.items():
+        key = (s['size'], s['bs'])
+        if key not in cache: cache[key] = _probs_dl(df, *key, input, window, seed, balanced, aug_kwargs)
+        dls, rows, dl = cache[key]
+        print(f"[{log}] classifier {arch}: {s['size']} px, batch {s['bs']}, {s['epochs']} epochs")
+        learn = train(dls, arch, epochs=s['epochs'], lr=s.get('lr'), pretrained=pretrained, loss_weights=lw, bf16=bf16, seed=seed)
+        p = rows[['image_id', 'split', 'stroke']].assign(**{arch: fp32_probs(learn, dl)})
+        probs = p if probs is None else probs.merge(p, on=['image_id', 'split', 'stroke'], how='inner')
+        acc = {k: float(((p[arch] >= .5).astype(int) == p.stroke.astype(int))[p.split == k].mean()) for k in ('train', 'valid')}
+        fin = learn.train_meta['final']
+        t1.append(dict(model=arch, train_accuracy=acc['train'], valid_accuracy=acc['valid'], train_loss=fin.get('train_loss'),
+                       valid_loss=fin.get('valid_loss'), size=s['size'], bs=s['bs'], epochs=s['epochs'], lr=learn.train_meta['lr'],
+                       seconds=round(learn.fit_seconds, 1), seconds_per_epoch=round(learn.fit_seconds / (s['epochs'] + bool(pretrained)), 2)))
+        models[arch] = save_model(learn, Path(models_dir)/arch, metrics={k+'_accuracy': v for k, v in acc.items()})
+        del learn
+    errors = ErrorLog()
+    for d, *_ in cache.values(): errors.rows += [r for r in d.errors.rows if r not in errors.rows]
+    probs['stroke'] = probs.stroke.astype(int)
+    return probs, pd.DataFrame(t1), models, errors
+
 def train_all(df:pd.DataFrame,           # resolved manifest (`data.layout.resolve`)
               out,                       # output folder: models/<arch>/, tables/, figures/, probs.csv
               archs:list=None,           # default: all five in `ARCHS`
@@ -296,29 +344,13 @@ def train_all(df:pd.DataFrame,           # resolved manifest (`data.layout.resol
              )->dict:                    # models, probs, table1, table2, files
     "Train every architecture, save them, and write Table 1 (training) and Table 2 (test, with ensembles)"
     out, archs = Path(out), list(archs or ARCHS)
-    dls = cls_dls(df, size=size, bs=bs, input=input, window=window, seed=seed, balanced=balanced)
-    tst = dls.reader.preload(df[df.split == 'test'], dls.errors) if dls.reader.cache else df[df.split == 'test']
-    rows = pd.concat([dls.train_ds.items, dls.valid_ds.items, tst]).reset_index(drop=True)
-    probs = rows[['image_id', 'split', 'stroke']].copy()
-    edl = test_dl(dls, rows, split=None, with_labels=False)
-    lw = class_weights(df) if weighted_loss else None
-    t1, models = [], {}
-    for arch in archs:
-        learn = train(dls, arch, epochs=epochs, lr=lr, pretrained=pretrained, loss_weights=lw, bf16=bf16, seed=seed)
-        p, *_ = learn.get_preds(dl=edl)
-        probs[arch] = p[:, 1].float().numpy()
-        acc = {s: float(((probs[arch] >= .5).astype(int) == probs.stroke)[probs.split == s].mean()) for s in ('train', 'valid')}
-        fin = learn.train_meta['final']
-        t1.append(dict(model=arch, train_accuracy=acc['train'], valid_accuracy=acc['valid'], train_loss=fin.get('train_loss'),
-                       valid_loss=fin.get('valid_loss'), epochs=epochs, seconds=learn.fit_seconds,
-                       seconds_per_epoch=learn.fit_seconds / (epochs + (1 if pretrained else 0))))
-        models[arch] = save_model(learn, out/'models'/arch, metrics={'train_accuracy': acc['train'], 'valid_accuracy': acc['valid']})
-        del learn
+    st = dict(size=size, bs=bs, epochs=epochs, lr=lr)
+    probs, table1, models, errors = fit_archs(df, out/'models', {a: st for a in archs}, pretrained, input, window, seed,
+                                              weighted_loss, balanced, bf16)
     write_csv(out/'probs.csv', probs)
     meta = run_metadata(seed=seed, size=size, epochs=epochs, bs=bs, lr=lr, pretrained=pretrained, input=input, window=window,
                         weighted_loss=weighted_loss, balanced=balanced, bf16=bf16, archs=archs,
-                        n=probs.split.value_counts().to_dict(), unreadable=len(dls.errors))
-    table1 = pd.DataFrame(t1)
+                        n=probs.split.value_counts().to_dict(), unreadable=len(errors))
     table2, preds = ensemble_table(probs, archs, target_sensitivity)
     meta2 = {**meta, 'ensemble_weights': table2.attrs['weights'], 'valid_threshold': table2.attrs['valid_threshold']}
     files = dict(table1=write_table(table1, out/'tables', 'table1_training', meta),
@@ -326,7 +358,7 @@ def train_all(df:pd.DataFrame,           # resolved manifest (`data.layout.resol
     for _, r in table2.iterrows():
         fig = plot_confusion(int(r.tp), int(r.fp), int(r.fn), int(r.tn), title=f'{r.model} (test)')
         files['figures'][r.model] = save_fig(fig, out/'figures'/f'confusion_{r.model}.png')
-    if len(dls.errors): dls.errors.write(out/'errors.csv')
+    if len(errors): errors.write(out/'errors.csv')
     return dict(models=models, probs=probs, table1=table1, table2=table2, files=files)
 
 # %% ../nbs/10_classify.ipynb #27d8cccd
@@ -336,7 +368,7 @@ def classify_demo(out,                 # output folder (the run goes to out/run)
                   size:int=64, epochs:int=1, bs:int=16, seed:int=0,
                   **kwargs,            # passed to `train_all`
                  )->dict:
-    "The fast variant end to end: a seeded synthetic set, then `train_all` from scratch (what `stroke-ct demo` runs)"
+    "The fast variant end to end: a seeded synthetic set, then `train_all` from scratch (the classifier half of `stroke-ct demo`, one setting for all five)"
     from stroke_ct.data.synth import make_synth
     from stroke_ct.data.layout import resolve, read_manifest
     out = Path(out); root = Path(root or out/'synth')

@@ -4,12 +4,12 @@
 
 # %% ../nbs/11_ensemble.ipynb #79ee08d8
 from __future__ import annotations
-import math
+import math, warnings
 import numpy as np, pandas as pd
 from .metrics import binary_metrics
 
 # %% auto #0
-__all__ = ['hard_vote', 'soft_vote', 'weighted_soft_vote', 'threshold_for_sensitivity', 'ensemble_predictions']
+__all__ = ['hard_vote', 'soft_vote', 'weighted_soft_vote', 'threshold_for_sensitivity', 'val_weights', 'ensemble_predictions']
 
 # %% ../nbs/11_ensemble.ipynb #c6abdb36
 def hard_vote(votes, # 0/1 votes, shape (n_models, n) (or (n_models,) for one slice)
@@ -65,15 +65,22 @@ def threshold_for_sensitivity(y_true, # validation truth, 0/1
     return float(pos[k-1])
 
 # %% ../nbs/11_ensemble.ipynb #bd6bf8c6
-def _val_weights(names, val, threshold, weight_by):
-    "Each model's validation score (`weight_by`) as its weight"
+def val_weights(names,               # model names
+                val,                 # (y_val, dict name -> validation probabilities)
+                threshold:float=0.5, # each model's decision threshold
+                weight_by:str='f1',  # the validation metric used as weight (any of `binary_metrics`)
+               )->list:              # one weight per name (all 1 if every score is 0)
+    "Each model's validation score (`weight_by`) as its vote weight; equal weights when every model scores 0"
     y_val, val_probs = val
     w = []
     for nm in names:
         p = np.asarray(val_probs[nm], float)
         v = binary_metrics(y_val, p >= threshold, p)[weight_by]
         if v is None: raise ValueError(f'{weight_by} of {nm} is undefined on the validation set (one class only?)')
-        w.append(v)
+        w.append(float(v))
+    if sum(w) <= 0:
+        warnings.warn(f'every model has validation {weight_by} 0: the weighted vote falls back to equal weights')
+        w = [1.]*len(w)
     return w
 
 def ensemble_predictions(probs:dict, # model name -> probabilities P(stroke), one per slice
@@ -89,7 +96,7 @@ def ensemble_predictions(probs:dict, # model name -> probabilities P(stroke), on
     arrs = [np.asarray(probs[k], float).reshape(-1) for k in names]
     if len({a.size for a in arrs}) > 1: raise ValueError(f'models differ in length: { {k: a.size for k, a in zip(names, arrs)} }')
     p = _probs(arrs)
-    if weights is None: weights = _val_weights(names, val, threshold, weight_by) if val is not None else [1.]*len(names)
+    if weights is None: weights = val_weights(names, val, threshold, weight_by) if val is not None else [1.]*len(names)
     elif isinstance(weights, dict): weights = [weights[k] for k in names]
     w = _weights(weights, len(names))
     votes = (p >= threshold).astype(int)

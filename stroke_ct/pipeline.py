@@ -13,9 +13,9 @@ from .core import write_text, write_json, write_csv, ErrorLog
 from .data.layout import read_manifest, write_manifest, resolve, build_manifest
 from .data.dicom import read_slice
 from .data.masks import read_mask
-from .loaders import cls_dls, seg_dls, test_dl
+from .loaders import seg_dls
 from .metrics import binary_metrics, binary_table
-from .ensemble import ensemble_predictions, threshold_for_sensitivity, soft_vote
+from .ensemble import ensemble_predictions, threshold_for_sensitivity, soft_vote, val_weights
 from .report import run_metadata, write_table, save_fig, plot_confusion, to_markdown
 from . import classify, segment
 from .predict import write_ensemble_config, cpu_has_bf16
@@ -75,59 +75,23 @@ QUICK_CONFIG = DEMO_CONFIG.replace(
     name='quick', size=32, bs=16, epochs=1, per_arch={}, seg_arch='resnet18', seg_size=64, seg_bs=8, seg_epochs=1,
     n_boot=100, synth=dict(n_normal=40, n_ischemic=20, n_hemorrhagic=20))
 
-# %% ../nbs/55_pipeline.ipynb #85c28c7a
-def _cls_data(df, cfg, size, bs):
-    "(dls, all rows, DataLoader over all rows) for one (size, bs)"
-    dls = cls_dls(df, size=size, bs=bs, input=cfg.input, window=cfg.window, seed=cfg.seed, balanced=cfg.balanced,
-                  aug_kwargs=cfg.aug_kwargs)
-    tst = df[df.split == 'test']
-    if dls.reader.cache: tst = dls.reader.preload(tst, dls.errors)
-    rows = pd.concat([dls.train_ds.items, dls.valid_ds.items, tst]).reset_index(drop=True)
-    return dls, rows, test_dl(dls, rows, split=None, with_labels=True)
-
-def _fp32_probs(learn, dl)->np.ndarray:
-    "P(stroke) for `dl` with the bf16 callback removed"
-    for cb in [c for c in learn.cbs if isinstance(c, classify.BF16Autocast)]: learn.remove_cb(cb)
-    p, *_ = learn.get_preds(dl=dl)
-    return p[:, list(learn.dls.vocab).index('stroke')].float().numpy()
-
 # %% ../nbs/55_pipeline.ipynb #ae0faf7a
 def train_classifiers(df:pd.DataFrame,    # resolved manifest
                       out,                # run folder: models/classifiers/<arch>/ are written here
                       cfg:PipelineConfig, # the configuration
                      )->tuple:            # (probs DataFrame: image_id, split, stroke, one column per arch; Table 1; errors)
     "Train every architecture of `cfg`, save it weights-only, and collect P(stroke) for all slices"
-    out, cache, probs, t1 = Path(out), {}, None, []
-    lw = classify.class_weights(df) if cfg.weighted_loss else None
-    for arch in cfg.archs:
-        s = cfg.arch(arch)
-        key = (s['size'], s['bs'])
-        if key not in cache: cache[key] = _cls_data(df, cfg, *key)
-        dls, rows, dl = cache[key]
-        print(f"[pipeline] classifier {arch}: {s['size']} px, batch {s['bs']}, {s['epochs']} epochs")
-        learn = classify.train(dls, arch, epochs=s['epochs'], lr=s['lr'], pretrained=cfg.pretrained, loss_weights=lw,
-                               bf16=cfg.use_bf16(), seed=cfg.seed)
-        p = rows[['image_id', 'split', 'stroke']].assign(**{arch: _fp32_probs(learn, dl)})
-        probs = p if probs is None else probs.merge(p, on=['image_id', 'split', 'stroke'], how='inner')
-        acc = {k: float(((p[arch] >= .5).astype(int) == p.stroke.astype(int))[p.split == k].mean()) for k in ('train', 'valid')}
-        fin = learn.train_meta['final']
-        t1.append(dict(model=arch, train_accuracy=acc['train'], valid_accuracy=acc['valid'], train_loss=fin.get('train_loss'),
-                       valid_loss=fin.get('valid_loss'), size=s['size'], bs=s['bs'], epochs=s['epochs'], lr=learn.train_meta['lr'],
-                       seconds=round(learn.fit_seconds, 1)))
-        classify.save_model(learn, out/'models'/'classifiers'/arch, metrics={k+'_accuracy': v for k, v in acc.items()})
-        del learn
-    errors = ErrorLog()
-    for d, *_ in cache.values(): errors.rows += [r for r in d.errors.rows if r not in errors.rows]
-    probs['stroke'] = probs.stroke.astype(int)
-    return probs, pd.DataFrame(t1), errors
+    probs, t1, _, errors = classify.fit_archs(df, Path(out)/'models'/'classifiers', {a: cfg.arch(a) for a in cfg.archs},
+                                              cfg.pretrained, cfg.input, cfg.window, cfg.seed, cfg.weighted_loss, cfg.balanced,
+                                              cfg.use_bf16(), cfg.aug_kwargs, log='pipeline')
+    return probs, t1, errors
 
 # %% ../nbs/55_pipeline.ipynb #08d156ff
 METRICS = ('accuracy', 'precision', 'sensitivity', 'specificity', 'f1', 'balanced_accuracy', 'roc_auc')
 
 def _f1_weights(y, probs:dict)->dict:
-    "Validation F1 of each model as its vote weight (equal weights if every F1 is 0)"
-    w = {k: float(binary_metrics(y, (p >= .5).astype(int))['f1'] or 0.) for k, p in probs.items()}
-    return w if sum(w.values()) > 0 else {k: 1. for k in w}
+    "Validation F1 of each model as its vote weight (`ensemble.val_weights`: equal weights if every F1 is 0)"
+    return dict(zip(probs, val_weights(list(probs), (y, probs))))
 
 def _variants(d:pd.DataFrame, archs, weights, t)->tuple:
     "(scores, predictions) per model and per vote on the rows of `d`"
