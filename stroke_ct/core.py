@@ -45,11 +45,13 @@ def write_csv(fn, df:pd.DataFrame, index=False, **kwargs):
     with atomic_path(fn) as tmp: df.to_csv(tmp, index=index, **kwargs)
     return Path(fn)
 
-def save_png(fn, arr:np.ndarray):
+def save_png(fn, arr:np.ndarray,
+             compress_level:int=6, # zlib level: 6 is PIL's default, 1 is faster and a little larger
+            ):
     "Save a uint8 array (HxW grey or HxWx3 RGB) as PNG at `fn` atomically"
     arr = np.asarray(arr)
     if arr.dtype != np.uint8: raise TypeError(f'{fn}: expected a uint8 array, got {arr.dtype}')
-    with atomic_path(fn) as tmp: Image.fromarray(arr).save(tmp, format='PNG')
+    with atomic_path(fn) as tmp: Image.fromarray(arr).save(tmp, format='PNG', compress_level=compress_level)
     return Path(fn)
 
 # %% ../nbs/00_core.ipynb #8ed112a6

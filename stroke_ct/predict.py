@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_predict.ipynb #9cd3e3a0
 from __future__ import annotations
-import copy, json, os, time, warnings
+import copy, functools, io, json, os, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +14,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from PIL import Image
 from torch.utils.data import Dataset, DataLoader
 from fastprogress.fastprogress import progress_bar
-from .core import BadInput, ErrorLog, write_csv, write_text, write_json
+from .core import BadInput, ErrorLog, atomic_path, write_csv, write_text, write_json
 from .data.dicom import read_slice
 from .data.masks import save_mask
 from .ensemble import hard_vote, soft_vote, weighted_soft_vote
@@ -309,9 +309,17 @@ def _forward(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
     return m.runtime(prec, cl, device, fold)(x).float()
 
+@functools.lru_cache(maxsize=16)
+def _black_png(hw:tuple)->bytes:
+    "An all-black official mask of size `hw`, encoded once per size (most slices of a run get one)"
+    buf = io.BytesIO(); Image.fromarray(np.zeros((*hw, 3), np.uint8)).save(buf, format='PNG', compress_level=1)
+    return buf.getvalue()
+
 def _mask_file(fn, cls, hw):
-    "Write one official MASK PNG at the slice's size `hw` (all black when `cls` is None)"
-    return save_mask(fn, np.zeros(hw, np.uint8) if cls is None else _resize_nearest(cls, hw))
+    "Write one official MASK PNG at the slice's size `hw` (all black when `cls` is None or has no lesion)"
+    if cls is not None and cls.any(): return save_mask(fn, _resize_nearest(cls, hw), compress_level=1)
+    with atomic_path(fn) as tmp: Path(tmp).write_bytes(_black_png(tuple(hw)))
+    return Path(fn)
 
 class _MaskWriter:
     "Masks are encoded and written on one background thread, while the models work on the next batch"

@@ -113,9 +113,9 @@ def read_mask(fn,                            # mask PNG
     "Read an RGB mask file as a class map"
     return rgb_to_classes(_open_rgb(fn), palette, fn=fn, **kwargs)
 
-def save_mask(fn, cls:np.ndarray, palette:str|dict='official')->Path:
+def save_mask(fn, cls:np.ndarray, palette:str|dict='official', compress_level:int=6)->Path:
     "Write class map `cls` as an RGB mask PNG atomically"
-    return save_png(fn, classes_to_rgb(cls, palette))
+    return save_png(fn, classes_to_rgb(cls, palette), compress_level)
 
 # %% ../../nbs/03_data.masks.ipynb #c885f8ca
 OVERLAY_RED = (255, 0, 0)
