@@ -16,10 +16,9 @@ from .core import BadInput, ErrorLog, atomic_path, write_json, write_csv
 from .loaders import cls_dls, test_dl, load_slice
 
 # %% auto #0
-__all__ = ['ARCHS', 'HEAD_ARGS', 'SETTINGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'BF16Autocast',
-           'class_weights', 'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights',
-           'fit_weights', 'load_model', 'predict_probs', 'ensemble_table', 'fp32_probs', 'fit_archs', 'train_all',
-           'classify_demo']
+__all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'BF16Autocast', 'class_weights',
+           'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights', 'fit_weights',
+           'load_model', 'predict_probs', 'ensemble_table', 'fp32_probs', 'fit_archs', 'train_all', 'classify_demo']
 
 # %% ../nbs/10_classify.ipynb #c52b429a
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -283,8 +282,6 @@ def ensemble_table(probs:pd.DataFrame,        # image_id, split, stroke, and one
     return tab, preds
 
 # %% ../nbs/10_classify.ipynb #a85c3706
-SETTINGS = ('size', 'bs', 'epochs', 'lr')
-
 def _probs_dl(df, size, bs, input, window, seed, balanced, aug_kwargs):
     "(dls, every row train/valid/test, an unshuffled DataLoader over them) for one (size, bs)"
     dls = cls_dls(df, size=size, bs=bs, input=input, window=window, seed=seed, balanced=balanced, aug_kwargs=aug_kwargs)
