@@ -16,9 +16,10 @@ from .core import BadInput, ErrorLog, atomic_path, write_json, write_csv
 from .loaders import cls_dls, test_dl, load_slice
 
 # %% auto #0
-__all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'BF16Autocast', 'class_weights',
-           'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights', 'fit_weights',
-           'load_model', 'predict_probs', 'ensemble_table', 'fp32_probs', 'fit_archs', 'train_all', 'classify_demo']
+__all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'cpu_has_bf16', 'BF16Autocast',
+           'class_weights', 'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights',
+           'fit_weights', 'load_weights', 'load_model', 'predict_probs', 'ensemble_table', 'fp32_probs', 'fit_archs',
+           'train_all', 'classify_demo']
 
 # %% ../nbs/10_classify.ipynb #c52b429a
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -59,6 +60,14 @@ _NET_ERRORS = (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutEr
 
 # %% ../nbs/10_classify.ipynb #a63fac0d
 def _cuda(): return torch.cuda.is_available()
+
+def cpu_has_bf16()->bool:
+    "True if this CPU has native bfloat16 instructions (avx512_bf16 or AMX-BF16)"
+    f = getattr(torch.cpu, '_is_avx512_bf16_supported', None)
+    if f is not None and f(): return True
+    try: flags = Path('/proc/cpuinfo').read_text()
+    except OSError: return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 class BF16Autocast(Callback):
     "bfloat16 autocast for the forward pass on CPU, with channels_last (fastai's `MixedPrecision` is CUDA-only)"
@@ -205,14 +214,21 @@ def fit_weights(model:nn.Module, # freshly built network
     model.load_state_dict(sd)
     return model.eval()
 
+def load_weights(path,            # a saved model folder
+                 meta:dict,       # its checked `model.json`
+                 model:nn.Module, # the network `meta` describes, freshly built
+                 what:str,        # the network as errors name it
+                )->nn.Module:     # `model` in eval mode with the saved weights
+    "Read the weights file `meta` names (checksum, weights-only) and load it into `model`"
+    fn = Path(path)/meta.get('weights', 'model.pth')
+    return fit_weights(model, read_weights(fn, meta['sha256']), fn, what)
+
 def load_model(path, # folder written by `save_model`
               )->tuple: # (model in eval mode on CPU, meta dict)
     "Rebuild the model described by `model.json` and load `model.pth` with `torch.load(weights_only=True)`"
     meta = read_meta(path)
-    fn = Path(path)/meta.get('weights', 'model.pth')
-    sd = read_weights(fn, meta['sha256'])
     model = build_model(meta['arch'], meta['n_out'], pretrained=False, **meta.get('head', {}))
-    return fit_weights(model, sd, fn, meta['arch']), meta
+    return load_weights(path, meta, model, meta['arch']), meta
 
 # %% ../nbs/10_classify.ipynb #a928b3f8
 def predict_probs(model:nn.Module,  # from `load_model` (or `learn.model`)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 import numpy as np, pandas as pd
-from PIL import Image
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, MaskBlock, ColSplitter, PILImage, PILMask,
                                aug_transforms, Normalize, imagenet_stats, set_seed, DataLoaders)
 from fastai.callback.data import weighted_dataloaders  # patches DataBlock.weighted_dataloaders
@@ -23,17 +22,15 @@ def load_slice(fn,              # PNG or DICOM file
                window='brain',  # DICOM window (`data.dicom.WINDOWS` name or 'multi'); ignored for PNG
               )->np.ndarray:    # uint8 HxW (grey) or HxWx3 ('multi')
     "Decode one slice with `read_slice` and resize it (bilinear)"
-    from stroke_ct.data.dicom import read_slice
+    from stroke_ct.data.dicom import read_slice, resize_slice
     a = read_slice(fn, window=window if Path(fn).suffix.lower() != '.png' else 'brain')
-    if size is None or a.shape[:2] == (size, size): return a
-    return np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
+    return a if size is None else resize_slice(a, size)
 
 def load_mask(fn, size:int=None, palette='official')->np.ndarray:
     "Read a MASK PNG as a class map (`read_mask`) and resize it (nearest, so classes stay classes)"
-    from stroke_ct.data.masks import read_mask
+    from stroke_ct.data.masks import read_mask, resize_mask
     m = read_mask(fn, palette=palette)
-    if size is None or m.shape[:2] == (size, size): return m
-    return np.asarray(Image.fromarray(m).resize((size, size), Image.NEAREST))
+    return m if size is None else resize_mask(m, size)
 
 # %% ../nbs/06_loaders.ipynb #ec5f8441
 class SliceReader:

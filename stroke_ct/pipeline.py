@@ -18,7 +18,8 @@ from .metrics import binary_metrics, binary_table
 from .ensemble import ensemble_predictions, threshold_for_sensitivity, soft_vote, val_weights
 from .report import run_metadata, write_table, save_fig, plot_confusion, to_markdown
 from . import classify, segment
-from .predict import write_ensemble_config, cpu_has_bf16
+from .predict import write_ensemble_config
+from .classify import cpu_has_bf16
 
 # %% auto #0
 __all__ = ['ARCH_KEYS', 'SEED_CONFIG', 'DEMO_CONFIG', 'QUICK_CONFIG', 'METRICS', 'VOTE_NAMES', 'PHANTOM_NOTE', 'PipelineConfig',

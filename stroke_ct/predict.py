@@ -15,13 +15,14 @@ from PIL import Image
 from torch.utils.data import Dataset, DataLoader
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, ErrorLog, atomic_path, write_csv, write_text, write_json
-from .data.dicom import read_slice
-from .data.masks import save_mask
+from .data.dicom import read_slice, resize_slice
+from .data.masks import save_mask, resize_mask
 from .ensemble import hard_vote, soft_vote, weighted_soft_vote
+from .classify import cpu_has_bf16
 
 # %% auto #0
 __all__ = ['VOTES', 'STAGE1_HEADER', 'DTYPES', 'sniff', 'find_inputs', 'write_ensemble_config', 'read_ensemble_config',
-           'ModelSpec', 'load_models', 'SliceDataset', 'collate_slices', 'combine_votes', 'stage1_text', 'cpu_has_bf16',
+           'ModelSpec', 'load_models', 'SliceDataset', 'collate_slices', 'combine_votes', 'stage1_text',
            'choose_precision', 'fold_batchnorm', 'inference_model', 'free_cores', 'cpu_plan', 'predict', 'predict_cli']
 
 # %% ../nbs/50_predict.ipynb #c99cc5d1
@@ -145,8 +146,8 @@ def load_models(models_dir, # folder with classifiers/<name>/, optional unet/ an
 
 # %% ../nbs/50_predict.ipynb #71f6fb0f
 def _resize3(a:np.ndarray, size:int)->np.ndarray:
-    "uint8 HxW or HxWx3 -> uint8 size x size x 3 (bilinear squash, like `loaders.load_slice`)"
-    if a.shape[:2] != (size, size): a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
+    "uint8 HxW or HxWx3 -> uint8 size x size x 3 (`data.dicom.resize_slice`, as in training)"
+    a = resize_slice(a, size)
     return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a
 
 class SliceDataset(Dataset):
@@ -210,14 +211,6 @@ def stage1_text(ids,   # image ids
     return ''.join([STAGE1_HEADER + '\n', *(f'{i}\t{int(s)}\n' for i, s in zip(ids, stroke))])
 
 # %% ../nbs/50_predict.ipynb #a3342c6b
-def cpu_has_bf16()->bool:
-    "True if this CPU has native bfloat16 instructions (avx512_bf16 or AMX-BF16)"
-    f = getattr(torch.cpu, '_is_avx512_bf16_supported', None)
-    if f is not None and f(): return True
-    try: flags = Path('/proc/cpuinfo').read_text()
-    except OSError: return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
-
 def choose_precision(precision:str='auto', # 'auto', 'fp32' or 'bf16'
                      device='cpu')->str:   # 'fp32', 'bf16' (CPU) or 'fp16' (CUDA)
     "The precision `predict` runs at: bf16 on CPUs with native bf16, fp16 on CUDA, else fp32"
@@ -317,7 +310,7 @@ def _black_png(hw:tuple)->bytes:
 
 def _mask_file(fn, cls, hw):
     "Write one official MASK PNG at the slice's size `hw` (all black when `cls` is None or has no lesion)"
-    if cls is not None and cls.any(): return save_mask(fn, _resize_nearest(cls, hw), compress_level=1)
+    if cls is not None and cls.any(): return save_mask(fn, resize_mask(cls, hw), compress_level=1)
     with atomic_path(fn) as tmp: Path(tmp).write_bytes(_black_png(tuple(hw)))
     return Path(fn)
 
@@ -335,9 +328,6 @@ class _MaskWriter:
         "Wait for every pending mask; failures go to the error log"
         while self.pending: self._collect(*self.pending.popleft())
         self.ex.shutdown()
-
-def _resize_nearest(m:np.ndarray, hw)->np.ndarray:
-    return m if m.shape == tuple(hw) else np.asarray(Image.fromarray(m).resize((hw[1], hw[0]), Image.NEAREST))
 
 def _write_outputs(out, rows, names, log, meta, fallback=()):
     df = pd.DataFrame(rows, columns=['image_id', 'stroke', 'probability', *[f'{c}_{n}' for n in names for c in ('vote', 'prob')], 'file'])

@@ -8,18 +8,17 @@ import json, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import torchvision
-from PIL import Image
 from fastai.vision.all import (unet_learner, create_unet_model, resnet18, resnet34, resnet50, Learner, Callback,
                                Module, CrossEntropyLossFlat, DiceMulti, Normalize, set_seed, store_attr, default_device)
 from fastprogress.fastprogress import progress_bar
 from .core import atomic_path, write_json, BadInput, ErrorLog
-from .data.dicom import read_slice
-from .data.masks import CLASSES, get_palette, read_mask, save_mask, classes_to_rgb, make_overlay
+from .data.dicom import read_slice, resize_slice
+from .data.masks import CLASSES, get_palette, read_mask, save_mask, resize_mask, classes_to_rgb, make_overlay
 from .data.layout import read_manifest, resolve
 from .loaders import seg_dls
 from .metrics import seg_report
 from .report import write_table, save_fig, run_metadata
-from .classify import BF16Autocast, WeightsUnavailable, read_model_json, read_weights, fit_weights, _sha256
+from .classify import BF16Autocast, WeightsUnavailable, cpu_has_bf16, read_model_json, load_weights, _sha256
 
 # %% auto #0
 __all__ = ['ARCHS', 'UNET_KW', 'SEG_FORMAT', 'SoftDiceLoss', 'DiceCELoss', 'seg_loss', 'auto_class_weights', 'fetch_pretrained',
@@ -92,11 +91,6 @@ def fetch_pretrained(arch='resnet34')->Path:
     return fn
 
 # %% ../nbs/20_segment.ipynb #40c09c09
-def _bf16_ok()->bool:
-    "Does this CPU have native bf16 (avx512_bf16)?"
-    f = getattr(torch.cpu, '_is_avx512_bf16_supported', None)
-    return bool(f and f())
-
 class LesionDice(DiceMulti):
     "fastai `DiceMulti` over the lesion classes only (background, ~0.99 everywhere, left out)"
     @property
@@ -129,7 +123,7 @@ def seg_learner(dls,                          # `seg_dls` DataLoaders
                          metrics=[LesionDice()] if metrics is None else metrics, self_attention=self_attention, blur=blur,
                          blur_final=blur_final, bottle=bottle, last_cross=last_cross, **kwargs)
     cuda = default_device().type == 'cuda'
-    prec = ('fp16' if cuda else 'bf16' if _bf16_ok() else 'fp32') if precision == 'auto' else precision
+    prec = ('fp16' if cuda else 'bf16' if cpu_has_bf16() else 'fp32') if precision == 'auto' else precision
     if prec == 'fp16': learn.to_fp16()
     elif prec == 'bf16': learn.to_bf16() if cuda else learn.add_cb(BF16Autocast())
     unet = dict(self_attention=self_attention, blur=blur, blur_final=blur_final, bottle=bottle, last_cross=last_cross,
@@ -202,19 +196,14 @@ def load_segmenter(path, # folder written by `save_segmenter`
                   )->tuple: # (model in eval mode on CPU, meta dict)
     "Rebuild the U-Net described by `model.json` and load `model.pth` with `torch.load(weights_only=True)`"
     meta = read_seg_meta(path)
-    fn = Path(path)/meta.get('weights', 'model.pth')
-    sd = read_weights(fn, meta['sha256'])
-    return fit_weights(build_unet(meta), sd, fn, f"the {meta['arch']} U-Net"), meta
+    return load_weights(path, meta, build_unet(meta), f"the {meta['arch']} U-Net"), meta
 
 # %% ../nbs/20_segment.ipynb #34bb5622
 def _prep(a:np.ndarray, size:int)->np.ndarray:
-    "uint8 HxW (or HxWx3) -> float32 3 x size x size in [0,1], resized like `loaders.load_slice` (bilinear squash)"
-    if a.shape[:2] != (size, size): a = np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
+    "uint8 HxW (or HxWx3) -> float32 3 x size x size in [0,1], resized like training (`data.dicom.resize_slice`)"
+    a = resize_slice(a, size)
     if a.ndim == 2: a = np.repeat(a[..., None], 3, axis=2)
     return a.transpose(2, 0, 1).astype(np.float32)/255.
-
-def _resize_nearest(m:np.ndarray, hw)->np.ndarray:
-    return m if m.shape == tuple(hw) else np.asarray(Image.fromarray(m).resize((hw[1], hw[0]), Image.NEAREST))
 
 # %% ../nbs/20_segment.ipynb #40c4bcf2
 def gate_vector(gate, # None, 0/1 per file, or a stage-1 DataFrame (id column + 0/1 column)
@@ -268,7 +257,7 @@ def predict_masks(model, meta:dict,   # from `load_segmenter` (or a learner's `m
         if stats: x = (x - stats[0])/stats[1]
         with torch.inference_mode(): y = model(x).float().argmax(1).to(torch.uint8).cpu().numpy()
         for m, i, hw in zip(y, idx, shapes):
-            m = _resize_nearest(m, hw) if keep[i] else np.zeros(hw, np.uint8)
+            m = resize_mask(m, hw) if keep[i] else np.zeros(hw, np.uint8)
             out[i] = m
             if out_dir is not None:
                 try: save_mask(Path(out_dir)/f'{files[i].stem}.png', m)

@@ -13,7 +13,7 @@ from PIL import Image
 from .core import BadInput
 from fastcore.basics import patch
 from .data.dicom import read_slice, dicom_hu, window_u8, WINDOWS
-from .data.masks import read_mask, classes_to_rgb, CLASSES
+from .data.masks import read_mask, resize_mask, classes_to_rgb, CLASSES
 from .metrics import binary_metrics, seg_class_scores, competition_counts, competition_iou
 from .ensemble import hard_vote, soft_vote
 
@@ -92,10 +92,6 @@ def _fig_png(fig:Figure, dpi=72)->bytes:
     "The figure as PNG bytes (Agg)"
     b = io.BytesIO(); fig.savefig(b, format='png', dpi=dpi); return b.getvalue()
 
-def _fit(cls:np.ndarray, shape)->np.ndarray:
-    "Nearest-neighbour resize of a class map to `shape` (masks saved at another size)"
-    return cls if cls.shape == tuple(shape) else np.array(Image.fromarray(cls).resize(shape[::-1], Image.NEAREST))
-
 def files_frame(files, # PNG and/or DICOM paths, e.g. the inputs given to `stroke-ct predict`
                )->pd.DataFrame: # image_id (file stem), png, dicom, mask (None)
     "A viewer table for unlabelled slices (no manifest): one row per image id"
@@ -168,7 +164,7 @@ def row(self:MaskViewer)->pd.Series:
 def truth(self:MaskViewer, shape)->tuple:
     "(true class map or None, note) for the current slice"
     r = self.row
-    if not _isna(r.get('mask')): return _fit(read_mask(r['mask']), shape), ''
+    if not _isna(r.get('mask')): return resize_mask(read_mask(r['mask']), shape), ''
     normal = r.get('subtype') == 'normal' or r.get('stroke') == 0
     return (np.zeros(shape, np.uint8), 'no MASK file: normal slice, all background') if normal else (None, 'true mask missing')
 
@@ -178,7 +174,7 @@ def pred(self:MaskViewer, shape)->tuple:
     if not self.has_pred: return None, ''
     fn = self.pred_masks.get(self.row['image_id'])
     if fn is None: return np.zeros(shape, np.uint8), 'no predicted mask: scored as all background'
-    try: return _fit(read_mask(fn), shape), ''
+    try: return resize_mask(read_mask(fn), shape), ''
     except Exception as e: return np.zeros(shape, np.uint8), f'predicted mask unreadable ({e}): scored as all background'
 
 # %% ../nbs/40_widgets.ipynb #716e1af3

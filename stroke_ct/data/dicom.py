@@ -17,8 +17,8 @@ import pandas as pd
 from ..core import BadInput, ErrorLog, save_png, write_csv
 
 # %% auto #0
-__all__ = ['WINDOWS', 'WINDOW_CHOICES', 'read_dicom', 'dicom_hu', 'window_u8', 'dicom_u8', 'read_slice', 'find_dicoms',
-           'torch_threads', 'dicom2png', 'dicom2png_cli']
+__all__ = ['WINDOWS', 'WINDOW_CHOICES', 'read_dicom', 'dicom_hu', 'window_u8', 'dicom_u8', 'read_slice', 'resize_slice',
+           'find_dicoms', 'torch_threads', 'dicom2png', 'dicom2png_cli']
 
 # %% ../../nbs/02_data.dicom.ipynb #cf8e107f
 WINDOWS = {k: tuple(getattr(dicom_windows, k)) for k in ('brain', 'subdural', 'stroke')}  # name -> (width, level)
@@ -147,6 +147,13 @@ def read_slice(fn:str|Path, # a PNG (already windowed) or a DICOM
     except BadInput as e:
         if e.reason.startswith('not a DICOM'): raise BadInput(fn, 'neither a PNG nor a DICOM file') from None
         raise
+
+# %% ../../nbs/02_data.dicom.ipynb #e1821656
+def resize_slice(a:np.ndarray, # uint8 HxW or HxWx3 slice
+                 size:int,     # output side
+                )->np.ndarray: # uint8 size x size (x3)
+    "Squash a slice to `size` x `size` (bilinear); returned as is when it already has that size"
+    return a if a.shape[:2] == (size, size) else np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
 
 # %% ../../nbs/02_data.dicom.ipynb #7447562b
 _DCM_SUFFIXES = ('.dcm', '.dicom')

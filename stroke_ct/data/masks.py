@@ -13,7 +13,7 @@ from ..core import BadInput, ErrorLog, save_png
 
 # %% auto #0
 __all__ = ['CLASSES', 'PALETTES', 'OVERLAY_RED', 'IMG_EXTS', 'get_palette', 'rgb_to_classes', 'classes_to_rgb', 'read_mask',
-           'save_mask', 'make_overlay', 'mask_from_overlay', 'masks_from_overlays']
+           'resize_mask', 'save_mask', 'make_overlay', 'mask_from_overlay', 'masks_from_overlays']
 
 # %% ../../nbs/03_data.masks.ipynb #649b4a74
 CLASSES = ['background', 'hemorrhage', 'ischemia']
@@ -112,6 +112,13 @@ def read_mask(fn,                            # mask PNG
              )->np.ndarray:                  # uint8 HxW class map
     "Read an RGB mask file as a class map"
     return rgb_to_classes(_open_rgb(fn), palette, fn=fn, **kwargs)
+
+def resize_mask(m:np.ndarray, # uint8 HxW class map
+                hw,            # (height, width), or one int for a square
+               )->np.ndarray:  # uint8 class map of that size
+    "Resize a class map with nearest neighbour, so classes stay classes; returned as is when it already has that size"
+    h, w = (hw, hw) if isinstance(hw, int) else hw
+    return m if m.shape[:2] == (h, w) else np.asarray(Image.fromarray(m).resize((w, h), Image.NEAREST))
 
 def save_mask(fn, cls:np.ndarray, palette:str|dict='official', compress_level:int=6)->Path:
     "Write class map `cls` as an RGB mask PNG atomically"
