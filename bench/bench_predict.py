@@ -174,6 +174,7 @@ def metric_shift(df, outs, n_boot=1000):
     from stroke_ct.metrics import binary_table, seg_report
     from stroke_ct.data.masks import read_mask
     from stroke_ct.data.dicom import read_slice
+    from stroke_ct.segment import truth_mask
     truth = df.set_index('image_id')
     res = {}
     for k, out in outs.items():
@@ -181,7 +182,7 @@ def metric_shift(df, outs, n_boot=1000):
         t = truth.loc[s.index]
         bt = binary_table(t.stroke.astype(int).values, s.stroke.values, s.probability.values, n_boot=n_boot)
         ids = list(s.index)
-        tr = [read_mask(t.loc[i, 'mask']) if isinstance(t.loc[i, 'mask'], str) and t.loc[i, 'mask'] else np.zeros(read_slice(t.loc[i, 'png']).shape[:2], np.uint8) for i in ids]
+        tr = [truth_mask(t.loc[i], read_slice(t.loc[i, 'png']).shape[:2]) for i in ids]
         pr = [read_mask(Path(out)/'masks'/f'{i}.png') for i in ids]
         _, ss = seg_report(pr, tr, ids, n_boot=n_boot)
         res[k] = dict(binary=bt.reset_index().to_dict('records'), seg=ss.reset_index().to_dict('records'))

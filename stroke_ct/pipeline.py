@@ -12,7 +12,6 @@ from fastprogress.fastprogress import progress_bar
 from .core import write_text, write_json, write_csv, ErrorLog
 from .data.layout import read_manifest, write_manifest, resolve, build_manifest
 from .data.dicom import read_slice
-from .data.masks import read_mask
 from .loaders import seg_dls
 from .metrics import binary_metrics, binary_table
 from .ensemble import ensemble_predictions, threshold_for_sensitivity, soft_vote, val_weights
@@ -151,10 +150,6 @@ def train_unet(df:pd.DataFrame, out, cfg:PipelineConfig):
     return learn, path
 
 # %% ../nbs/55_pipeline.ipynb #a248d3b1
-def _truth(row, shape):
-    m = row.get('mask')
-    return read_mask(m) if isinstance(m, str) and m else np.zeros(shape, np.uint8)
-
 def _lesion_summary(s:pd.DataFrame)->dict:
     "The headline numbers of a `seg_report` summary"
     s = s.set_index('metric')['value']
@@ -171,7 +166,7 @@ def evaluate_unet(model, meta:dict,       # U-Net and its description (`segment.
     preds, log = segment.predict_masks(model, meta, files, bs=8)
     ok = [i for i, p in enumerate(preds) if p is not None]
     rows, preds = rows.iloc[ok].reset_index(drop=True), [preds[i] for i in ok]
-    truths = [_truth(r, p.shape) for (_, r), p in zip(rows.iterrows(), preds)]
+    truths = [segment.truth_mask(r, p.shape) for (_, r), p in zip(rows.iterrows(), preds)]
     ids = rows.image_id.astype(str).tolist()
     gated = segment.apply_gate(preds, gate[['image_id', 'stroke']].astype({'image_id': str}), ids)
     st = np.flatnonzero((rows.seg_split == 'test').values)

@@ -24,7 +24,7 @@ from .classify import BF16Autocast, WeightsUnavailable, cpu_has_bf16, read_model
 __all__ = ['ARCHS', 'UNET_KW', 'SEG_FORMAT', 'SoftDiceLoss', 'DiceCELoss', 'seg_loss', 'auto_class_weights', 'fetch_pretrained',
            'LesionDice', 'seg_learner', 'train_segmenter', 'seg_meta', 'save_segmenter', 'build_unet', 'read_seg_meta',
            'load_segmenter', 'gate_vector', 'apply_gate', 'predict_masks', 'evaluate_masks', 'plot_predictions',
-           'seg_test_rows', 'train_and_evaluate']
+           'seg_test_rows', 'truth_mask', 'train_and_evaluate']
 
 # %% ../nbs/20_segment.ipynb #ec6c9207
 class SoftDiceLoss(Module):
@@ -306,7 +306,10 @@ def seg_test_rows(df:pd.DataFrame, include_normal:bool=False)->pd.DataFrame:
     if include_normal: t = pd.concat([t, df[(df.split == 'test') & (df.stroke.astype(int) == 0)]])
     return t.reset_index(drop=True)
 
-def _truth(row, shape)->np.ndarray:
+def truth_mask(row,   # a manifest row (its `mask` column may be empty: a normal slice)
+               shape, # the slice's (height, width), for the all-background truth of a normal slice
+              )->np.ndarray: # uint8 class map
+    "The true class map of a manifest row: its MASK file, or all background where it has none"
     m = row.get('mask')
     return read_mask(m) if isinstance(m, str) and m else np.zeros(shape, np.uint8)
 
@@ -340,7 +343,7 @@ def train_and_evaluate(root,                 # data root (official layout) with 
     preds, log = predict_masks(learn.model, meta, files, out_dir=out/'masks', bs=bs)
     images = [_safe_read(f) for f in files]
     ok = [i for i, (im, (_, r)) in enumerate(zip(images, test.iterrows())) if im is not None or isinstance(r.get('mask'), str)]
-    truths = [_truth(test.iloc[i], images[i].shape[:2] if images[i] is not None else None) for i in ok]
+    truths = [truth_mask(test.iloc[i], images[i].shape[:2] if images[i] is not None else None) for i in ok]
     ids = test.image_id.astype(str).tolist()
     ids, preds, images = [ids[i] for i in ok], [preds[i] for i in ok], [images[i] for i in ok]
     res = dict(model=mdir, learn=learn, test=test.iloc[ok].reset_index(drop=True), errors=log, meta=meta)
