@@ -4,13 +4,37 @@
 
 # %% ../nbs/00_core.ipynb #d6a48afe
 from __future__ import annotations
-import os, json, tempfile, contextlib, csv, io
+import os, json, tempfile, contextlib, csv, io, shutil
+import multiprocessing.util
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 
 # %% auto #0
-__all__ = ['atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png', 'BadInput', 'ErrorLog', 'shared_data', 'data_dir']
+__all__ = ['scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png', 'BadInput', 'ErrorLog',
+           'shared_data', 'data_dir']
+
+# %% ../nbs/00_core.ipynb #a3b48df3
+_scratch = []            # (pid, folder) for every scratch_dir made
+_scratch_pids = set()    # processes whose exit hook is registered
+
+def _remove_scratch(made, getpid=os.getpid, rmtree=shutil.rmtree):
+    # Names are bound as arguments: at exit a module's (or a notebook's) globals may already be gone
+    pid = getpid()
+    for p, d in made:
+        if p == pid: rmtree(d, ignore_errors=True)
+
+def scratch_dir(prefix:str='stroke_ct-', # start of the folder's name
+                dir=None,                # where to make it (default: the system's temporary folder)
+               )->Path:
+    "A new empty temporary folder, removed with its contents when this Python process exits"
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    pid = os.getpid()
+    if pid not in _scratch_pids:
+        multiprocessing.util.Finalize(None, _remove_scratch, args=(_scratch,), exitpriority=0)
+        _scratch_pids.add(pid)
+    _scratch.append((pid, d))
+    return d
 
 # %% ../nbs/00_core.ipynb #43c7da32
 @contextlib.contextmanager
