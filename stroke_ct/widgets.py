@@ -8,6 +8,7 @@ import io, html
 from pathlib import Path
 import numpy as np, pandas as pd
 import ipywidgets as widgets
+from IPython.display import display
 from matplotlib.figure import Figure
 from PIL import Image
 from .core import BadInput
