@@ -18,8 +18,8 @@ from .loaders import cls_dls, test_dl, load_slice
 # %% auto #0
 __all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'cpu_has_bf16', 'BF16Autocast',
            'class_weights', 'make_learner', 'train', 'save_model', 'read_model_json', 'read_meta', 'read_weights',
-           'fit_weights', 'load_weights', 'load_model', 'predict_probs', 'ensemble_table', 'fp32_probs', 'fit_archs',
-           'train_all', 'classify_demo']
+           'fit_weights', 'load_weights', 'load_model', 'predict_probs', 'fp32_probs', 'fit_archs', 'train_all',
+           'classify_demo']
 
 # %% ../nbs/10_classify.ipynb #c52b429a
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -262,40 +262,8 @@ def predict_probs(model:nn.Module,  # from `load_model` (or `learn.model`)
     return out
 
 # %% ../nbs/10_classify.ipynb #c7939e98
-from .metrics import binary_metrics
-from .ensemble import ensemble_predictions, threshold_for_sensitivity, soft_vote
+from .ensemble import vote_table
 from .report import write_table, save_fig, plot_confusion, run_metadata
-
-# %% ../nbs/10_classify.ipynb #afd95eec
-def _row_metrics(y, pred, score=None):
-    m = binary_metrics(np.asarray(y, int), np.asarray(pred, int), None if score is None else np.asarray(score, float))
-    return {k: m[k] for k in ('accuracy', 'sensitivity', 'specificity', 'precision', 'f1', 'balanced_accuracy',
-                              'roc_auc', 'tp', 'fp', 'fn', 'tn')}
-
-def ensemble_table(probs:pd.DataFrame,        # image_id, split, stroke, and one P(stroke) column per model
-                   archs:list,                # the model columns
-                   target_sensitivity=0.95,   # for the validation-threshold soft vote
-                   threshold=0.5,             # decision threshold of single models and plain votes
-                  )->tuple:                   # (Table 2 DataFrame, dict name -> test predictions 0/1)
-    "Test metrics of each model and of the hard, soft, weighted-soft and validation-threshold ensembles"
-    te, va = probs[probs.split == 'test'], probs[probs.split == 'valid']
-    ens = ensemble_predictions({a: te[a].values for a in archs}, threshold=threshold,
-                               val=(va.stroke.values, {a: va[a].values for a in archs}))
-    preds = {a: (te[a].values >= threshold).astype(int) for a in archs}
-    scores = {a: te[a].values for a in archs}
-    preds['hard_vote'], scores['hard_vote'] = ens.hard_vote.values, ens.n_votes.values / len(archs)
-    preds['soft_vote'], scores['soft_vote'] = ens.soft_vote.values, ens.soft_prob.values
-    preds['weighted_soft_vote'], scores['weighted_soft_vote'] = ens.weighted_vote.values, ens.weighted_prob.values
-    try: t = threshold_for_sensitivity(va.stroke.values, soft_vote([va[a].values for a in archs]), target_sensitivity)
-    except ValueError: t = float('nan')   # no stroke slice in validation
-    if not np.isnan(t):
-        nm = f'soft_vote@sens{target_sensitivity:g}'
-        preds[nm], scores[nm] = (ens.soft_prob.values >= t).astype(int), ens.soft_prob.values
-    rows = [dict(model=k, **_row_metrics(te.stroke.values, preds[k], scores[k])) for k in preds]
-    tab = pd.DataFrame(rows)
-    tab['threshold'] = [threshold]*(len(archs)+3) + ([t] if not np.isnan(t) else [])
-    tab.attrs.update(weights=ens.attrs['weights'], valid_threshold=t)
-    return tab, preds
 
 # %% ../nbs/10_classify.ipynb #a85c3706
 def _probs_dl(df, size, bs, input, window, seed, balanced, aug_kwargs):
@@ -354,7 +322,8 @@ def train_all(df:pd.DataFrame,           # resolved manifest (`data.layout.resol
               balanced:bool=False,       # balanced sampler
               bf16:bool=False,           # bfloat16 autocast on CPU
               target_sensitivity:float=0.95,
-             )->dict:                    # models, probs, table1, table2, files
+              n_boot:int=1000,           # bootstrap resamples of the test slices for Table 2's intervals
+             )->dict:                    # models, probs, table1, table2, ensemble (the vote for `predict`), files
     "Train every architecture, save them, and write Table 1 (training) and Table 2 (test, with ensembles)"
     out, archs = Path(out), list(archs or ARCHS)
     st = dict(size=size, bs=bs, epochs=epochs, lr=lr)
@@ -364,15 +333,15 @@ def train_all(df:pd.DataFrame,           # resolved manifest (`data.layout.resol
     meta = run_metadata(seed=seed, size=size, epochs=epochs, bs=bs, lr=lr, pretrained=pretrained, input=input, window=window,
                         weighted_loss=weighted_loss, balanced=balanced, bf16=bf16, archs=archs,
                         n=probs.split.value_counts().to_dict(), unreadable=len(errors))
-    table2, preds = ensemble_table(probs, archs, target_sensitivity)
-    meta2 = {**meta, 'ensemble_weights': table2.attrs['weights'], 'valid_threshold': table2.attrs['valid_threshold']}
+    table2, preds, ens = vote_table(probs, archs, target_sensitivity, n_boot=n_boot, seed=seed)
+    meta2 = {**meta, 'ensemble': ens}
     files = dict(table1=write_table(table1, out/'tables', 'table1_training', meta),
                  table2=write_table(table2, out/'tables', 'table2_test', meta2), figures={})
     for _, r in table2.iterrows():
         fig = plot_confusion(int(r.tp), int(r.fp), int(r.fn), int(r.tn), title=f'{r.model} (test)')
         files['figures'][r.model] = save_fig(fig, out/'figures'/f'confusion_{r.model}.png')
     if len(errors): errors.write(out/'errors.csv')
-    return dict(models=models, probs=probs, table1=table1, table2=table2, files=files)
+    return dict(models=models, probs=probs, table1=table1, table2=table2, ensemble=ens, files=files)
 
 # %% ../nbs/10_classify.ipynb #27d8cccd
 def classify_demo(out,                 # output folder (the run goes to out/run)

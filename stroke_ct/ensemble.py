@@ -6,10 +6,12 @@
 from __future__ import annotations
 import math, warnings
 import numpy as np, pandas as pd
-from .metrics import binary_metrics
+from fastprogress.fastprogress import progress_bar
+from .metrics import binary_metrics, binary_table
 
 # %% auto #0
-__all__ = ['hard_vote', 'soft_vote', 'weighted_soft_vote', 'threshold_for_sensitivity', 'val_weights', 'ensemble_predictions']
+__all__ = ['VOTE_NAMES', 'hard_vote', 'soft_vote', 'weighted_soft_vote', 'threshold_for_sensitivity', 'val_weights',
+           'ensemble_predictions', 'vote_table']
 
 # %% ../nbs/11_ensemble.ipynb #c6abdb36
 def hard_vote(votes, # 0/1 votes, shape (n_models, n) (or (n_models,) for one slice)
@@ -107,3 +109,44 @@ def ensemble_predictions(probs:dict, # model name -> probabilities P(stroke), on
     df['weighted_prob'] = weighted_soft_vote(p, w); df['weighted_vote'] = (df.weighted_prob >= threshold).astype(int)
     df.attrs.update(weights=dict(zip(names, w.tolist())), threshold=threshold)
     return df
+
+# %% ../nbs/11_ensemble.ipynb #d8cf1ef3
+def _variants(d:pd.DataFrame, archs, weights, t)->tuple:
+    "(scores, predictions) per model and per vote on the rows of `d`"
+    ens = ensemble_predictions({a: d[a].values for a in archs}, weights=weights)
+    sc = {a: d[a].values for a in archs}
+    sc.update(hard_vote=ens.n_votes.values/len(archs), soft_vote=ens.soft_prob.values, weighted_soft_vote=ens.weighted_prob.values)
+    pr = {k: (v >= .5).astype(int) for k, v in sc.items()}
+    pr['hard_vote'] = ens.hard_vote.values.astype(int)
+    if t is not None: sc['soft_vote@sens'], pr['soft_vote@sens'] = ens.soft_prob.values, (ens.soft_prob.values >= t).astype(int)
+    return sc, pr
+
+# %% ../nbs/11_ensemble.ipynb #41e7a04e
+VOTE_NAMES = {'soft_vote': 'soft', 'weighted_soft_vote': 'weighted', 'hard_vote': 'hard', 'soft_vote@sens': 'soft'}
+
+def vote_table(probs:pd.DataFrame,       # image_id, split, stroke and one P(stroke) column per model
+               archs,                    # the model columns
+               target_sensitivity=0.95,  # for the validation threshold
+               n_boot:int=1000, seed:int=0, # bootstrap over test slices
+              )->tuple: # (Table 2, test predictions per row name, ensemble config for `predict`)
+    "Test metrics with bootstrap CIs of every model and vote; the vote with the best validation F1 as config"
+    va, te = probs[probs.split == 'valid'], probs[probs.split == 'test']
+    w = dict(zip(archs, val_weights(list(archs), (va.stroke.values, {a: va[a].values for a in archs}))))
+    try: t = threshold_for_sensitivity(va.stroke.values, soft_vote([va[a].values for a in archs]), target_sensitivity)
+    except ValueError: t = None   # no stroke slice in validation
+    vsc, vpr = _variants(va, archs, w, t)
+    vf1 = {k: float(binary_metrics(va.stroke.values, vpr[k])['f1'] or 0.) for k in VOTE_NAMES if k in vpr}
+    best = max(vf1, key=lambda k: (vf1[k], -list(VOTE_NAMES).index(k)))
+    sc, pr = _variants(te, archs, w, t)
+    rows = []
+    for k in progress_bar(list(pr), leave=False):
+        b = binary_table(te.stroke.values, pr[k], sc[k], n_boot=n_boot, seed=seed)
+        m = binary_metrics(te.stroke.values, pr[k], sc[k])
+        r = dict(model=k, kind='model' if k in archs else 'ensemble', threshold=t if k == 'soft_vote@sens' else .5,
+                 valid_f1=vf1.get(k, float(binary_metrics(va.stroke.values, vpr[k])['f1'] or 0.)), chosen=k == best)
+        for mt in b.index: r.update({mt: b.loc[mt, 'value'], f'{mt}_lo': b.loc[mt, 'lo'], f'{mt}_hi': b.loc[mt, 'hi']})
+        rows.append({**r, **{c: int(m[c]) for c in ('tp', 'fp', 'fn', 'tn')}, 'n': len(te)})
+    config = dict(vote=VOTE_NAMES[best], threshold=t if best == 'soft_vote@sens' else .5,
+                  weights=w if best == 'weighted_soft_vote' else None, chosen=best, valid_f1=vf1,
+                  valid_threshold=t, target_sensitivity=target_sensitivity, vote_weights=w)
+    return pd.DataFrame(rows), pr, config

@@ -14,16 +14,15 @@ from .data.layout import read_manifest, write_manifest, resolve, build_manifest
 from .data.dicom import read_slice
 from .loaders import seg_dls
 from .metrics import binary_metrics, binary_table
-from .ensemble import ensemble_predictions, threshold_for_sensitivity, soft_vote, val_weights
+from .ensemble import vote_table, VOTE_NAMES
 from .report import run_metadata, write_table, save_fig, plot_confusion, to_markdown
 from . import classify, segment
 from .predict import write_ensemble_config
 from .classify import cpu_has_bf16
 
 # %% auto #0
-__all__ = ['ARCH_KEYS', 'SEED_CONFIG', 'DEMO_CONFIG', 'QUICK_CONFIG', 'METRICS', 'VOTE_NAMES', 'PHANTOM_NOTE', 'PipelineConfig',
-           'train_classifiers', 'vote_table', 'train_unet', 'evaluate_unet', 'write_report', 'run_pipeline', 'demo',
-           'train']
+__all__ = ['ARCH_KEYS', 'SEED_CONFIG', 'DEMO_CONFIG', 'QUICK_CONFIG', 'PHANTOM_NOTE', 'PipelineConfig', 'train_classifiers',
+           'train_unet', 'evaluate_unet', 'write_report', 'run_pipeline', 'demo', 'train']
 
 # %% ../nbs/55_pipeline.ipynb #45ef571b
 ARCH_KEYS = ('size', 'bs', 'epochs', 'lr')
@@ -85,53 +84,6 @@ def train_classifiers(df:pd.DataFrame,    # resolved manifest
                                               cfg.pretrained, cfg.input, cfg.window, cfg.seed, cfg.weighted_loss, cfg.balanced,
                                               cfg.use_bf16(), cfg.aug_kwargs, log='pipeline')
     return probs, t1, errors
-
-# %% ../nbs/55_pipeline.ipynb #08d156ff
-METRICS = ('accuracy', 'precision', 'sensitivity', 'specificity', 'f1', 'balanced_accuracy', 'roc_auc')
-
-def _f1_weights(y, probs:dict)->dict:
-    "Validation F1 of each model as its vote weight (`ensemble.val_weights`: equal weights if every F1 is 0)"
-    return dict(zip(probs, val_weights(list(probs), (y, probs))))
-
-def _variants(d:pd.DataFrame, archs, weights, t)->tuple:
-    "(scores, predictions) per model and per vote on the rows of `d`"
-    ens = ensemble_predictions({a: d[a].values for a in archs}, weights=weights)
-    sc = {a: d[a].values for a in archs}
-    sc.update(hard_vote=ens.n_votes.values/len(archs), soft_vote=ens.soft_prob.values, weighted_soft_vote=ens.weighted_prob.values)
-    pr = {k: (v >= .5).astype(int) for k, v in sc.items()}
-    pr['hard_vote'] = ens.hard_vote.values.astype(int)
-    if t is not None: sc['soft_vote@sens'], pr['soft_vote@sens'] = ens.soft_prob.values, (ens.soft_prob.values >= t).astype(int)
-    return sc, pr
-
-# %% ../nbs/55_pipeline.ipynb #026cbb94
-VOTE_NAMES = {'soft_vote': 'soft', 'weighted_soft_vote': 'weighted', 'hard_vote': 'hard', 'soft_vote@sens': 'soft'}
-
-def vote_table(probs:pd.DataFrame,       # image_id, split, stroke and one P(stroke) column per model
-               archs,                    # the model columns
-               target_sensitivity=0.95,  # for the validation threshold
-               n_boot:int=1000, seed:int=0, # bootstrap over test slices
-              )->tuple: # (Table 2, test predictions per row name, ensemble config for `predict`)
-    "Test metrics with bootstrap CIs of every model and vote; the vote with the best validation F1 as config"
-    va, te = probs[probs.split == 'valid'], probs[probs.split == 'test']
-    w = _f1_weights(va.stroke.values, {a: va[a].values for a in archs})
-    try: t = threshold_for_sensitivity(va.stroke.values, soft_vote([va[a].values for a in archs]), target_sensitivity)
-    except ValueError: t = None   # no stroke slice in validation
-    vsc, vpr = _variants(va, archs, w, t)
-    vf1 = {k: float(binary_metrics(va.stroke.values, vpr[k])['f1'] or 0.) for k in VOTE_NAMES if k in vpr}
-    best = max(vf1, key=lambda k: (vf1[k], -list(VOTE_NAMES).index(k)))
-    sc, pr = _variants(te, archs, w, t)
-    rows = []
-    for k in progress_bar(list(pr), leave=False):
-        b = binary_table(te.stroke.values, pr[k], sc[k], n_boot=n_boot, seed=seed)
-        m = binary_metrics(te.stroke.values, pr[k], sc[k])
-        r = dict(model=k, kind='model' if k in archs else 'ensemble', threshold=t if k == 'soft_vote@sens' else .5,
-                 valid_f1=vf1.get(k, float(binary_metrics(va.stroke.values, vpr[k])['f1'] or 0.)), chosen=k == best)
-        for mt in b.index: r.update({mt: b.loc[mt, 'value'], f'{mt}_lo': b.loc[mt, 'lo'], f'{mt}_hi': b.loc[mt, 'hi']})
-        rows.append({**r, **{c: int(m[c]) for c in ('tp', 'fp', 'fn', 'tn')}, 'n': len(te)})
-    config = dict(vote=VOTE_NAMES[best], threshold=t if best == 'soft_vote@sens' else .5,
-                  weights=w if best == 'weighted_soft_vote' else None, chosen=best, valid_f1=vf1,
-                  valid_threshold=t, target_sensitivity=target_sensitivity, vote_weights=w)
-    return pd.DataFrame(rows), pr, config
 
 # %% ../nbs/55_pipeline.ipynb #e2641f8b
 def _precision(cfg)->str:
