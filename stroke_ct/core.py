@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d6a48afe
 from __future__ import annotations
-import os, json, tempfile, contextlib, csv, io, shutil
+import os, json, tempfile, contextlib, shutil
 import multiprocessing.util
 from pathlib import Path
 import numpy as np, pandas as pd

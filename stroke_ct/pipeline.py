@@ -4,17 +4,15 @@
 
 # %% ../nbs/55_pipeline.ipynb #606ccccd
 from __future__ import annotations
-import time, json, math, dataclasses, warnings
+import time, dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd, torch
-from fastprogress.fastprogress import progress_bar
+import numpy as np, pandas as pd
 from .core import write_text, write_json, write_csv, ErrorLog
-from .data.layout import read_manifest, write_manifest, resolve, build_manifest
+from .data.layout import read_manifest, resolve, build_manifest
 from .data.dicom import read_slice
 from .loaders import seg_dls
-from .metrics import binary_metrics, binary_table
-from .ensemble import vote_table, VOTE_NAMES
+from .ensemble import vote_table
 from .report import run_metadata, write_table, save_fig, plot_confusion, to_markdown
 from . import classify, segment
 from .predict import write_ensemble_config

@@ -4,14 +4,14 @@
 
 # %% ../nbs/20_segment.ipynb #c03f1fbc
 from __future__ import annotations
-import json, time, warnings
+import time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 import torchvision
-from fastai.vision.all import (unet_learner, create_unet_model, resnet18, resnet34, resnet50, Learner, Callback,
+from fastai.vision.all import (unet_learner, create_unet_model, resnet18, resnet34, resnet50, Learner,
                                Module, CrossEntropyLossFlat, DiceMulti, Normalize, set_seed, store_attr, default_device)
 from fastprogress.fastprogress import progress_bar
-from .core import atomic_path, write_json, BadInput, ErrorLog
+from .core import atomic_path, write_json, ErrorLog
 from .data.dicom import read_slice, resize_slice
 from .data.masks import CLASSES, get_palette, read_mask, save_mask, resize_mask, classes_to_rgb, make_overlay
 from .data.layout import read_manifest, resolve

@@ -195,7 +195,7 @@ def load(self:MaskViewer)->dict:
 @patch
 def render(self:MaskViewer)->Figure:
     "Draw the current slice into `self.fig`, refresh `self.info` and `self.scores`; return the figure"
-    r, iid, o = self.row, self.row['image_id'], self.load()
+    iid, o = self.row['image_id'], self.load()
     img, src, truth, pred = o['img'], o['src'], o['truth'], o['pred']
     show = [c for c, w in ((1, self.show_hem), (2, self.show_isch)) if w.value]
     a, blank = self.opacity.value, np.zeros((*img.shape, 3), np.uint8)

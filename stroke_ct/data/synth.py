@@ -6,7 +6,7 @@
 from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
-import numpy as np, pandas as pd, pydicom
+import numpy as np, pandas as pd
 from PIL import Image
 from scipy import ndimage as ndi
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -14,8 +14,8 @@ from pydicom.uid import ExplicitVRLittleEndian, CTImageStorage, generate_uid
 from fastprogress.fastprogress import progress_bar
 from ..core import atomic_path, save_png
 from .layout import SUBTYPES, OFFICIAL_FOLDERS, MANIFEST_COLS, make_splits, write_manifest
-from .dicom import window_u8, dicom_hu
-from .masks import save_mask, read_mask, make_overlay, mask_from_overlay
+from .dicom import window_u8
+from .masks import save_mask, make_overlay
 
 # %% auto #0
 __all__ = ['TISSUES', 'ODD_SIZES', 'random_head', 'phantom', 'write_dicom', 'make_synth']
