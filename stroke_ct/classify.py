@@ -13,7 +13,7 @@ from fastai.vision.all import (vision_learner, create_vision_model, model_meta, 
                                densenet121, vgg19_bn)
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, ErrorLog, atomic_path, write_json, write_csv
-from .loaders import cls_dls, test_dl, load_slice
+from .loaders import cls_dls, test_dl
 
 # %% auto #0
 __all__ = ['ARCHS', 'HEAD_ARGS', 'get_arch', 'build_model', 'WeightsUnavailable', 'weights_help', 'cpu_has_bf16', 'BF16Autocast',
@@ -235,30 +235,25 @@ def predict_probs(model:nn.Module,  # from `load_model` (or `learn.model`)
                   meta:dict,        # from `load_model` / `read_meta`
                   items,            # PNG/DICOM files
                   bs:int=64,        # batch size
-                  errors:ErrorLog=None, # unreadable files are recorded here
+                  errors:ErrorLog=None, # unreadable files are recorded here (None: a warning for each)
                   device=None,      # default: CUDA if available
+                  num_workers:int=0,# decoding processes
                  )->np.ndarray:     # P(stroke) per item, NaN for unreadable files
-    "Stroke probability for each file, in batches"
+    "Stroke probability for each file, in batches: `predict`'s decoding and forward pass, for one model in fp32"
+    from stroke_ct.predict import ModelSpec, slice_batches, classify_batch
     items = list(items)
     device = torch.device(device or ('cuda' if _cuda() else 'cpu'))
-    model = model.to(device).eval()
-    mean, std = (torch.tensor(s, device=device).view(1, 3, 1, 1) for s in meta['stats'])
-    k = meta['vocab'].index('stroke')
+    m, log = ModelSpec('model', 'cls', model, meta, '.'), errors if errors is not None else ErrorLog()
     out = np.full(len(items), np.nan, dtype=np.float32)
-    for i in progress_bar(range(0, len(items), bs), leave=False):
-        arrs, idx = [], []
-        for j, fn in enumerate(items[i:i+bs], start=i):
-            try:
-                if meta['input'] == 'dicom' and meta['window'] != 'brain' and str(fn).lower().endswith('.png'):
-                    raise BadInput(fn, f"this model reads DICOM with window {meta['window']!r}; a PNG cannot give that")
-                a = load_slice(fn, meta['size'], meta['window'])
-                arrs.append(a if a.ndim == 3 else np.repeat(a[..., None], 3, 2)); idx.append(j)
-            except Exception as e:
-                if errors is None: warnings.warn(str(e))
-                else: errors.add(fn, e)
-        if not arrs: continue
-        x = torch.from_numpy(np.stack(arrs)).to(device).permute(0, 3, 1, 2).float().div_(255)
-        with torch.no_grad(): out[idx] = model((x - mean) / std).float().softmax(1)[:, k].cpu().numpy()
+    with torch.inference_mode():
+        for b in progress_bar(slice_batches(items, [m.key], bs, num_workers), leave=False):
+            for fn, reason in b['errors']: log.add(fn, reason)
+            if not b['i']: continue
+            p = classify_batch(b, [m], (device, 'fp32', False, False))[0]   # the model as trained: no folding, NCHW
+            for fn in np.array(b['file'])[np.isnan(p)]: log.add(fn, f"this model reads DICOM with window {m.window!r}; a PNG cannot give that")
+            out[b['i']] = p
+    if errors is None:
+        for r in log.rows: warnings.warn(f"{r['file']}: {r['reason']}")
     return out
 
 # %% ../nbs/10_classify.ipynb #c7939e98

@@ -22,8 +22,9 @@ from .classify import cpu_has_bf16
 
 # %% auto #0
 __all__ = ['VOTES', 'STAGE1_HEADER', 'DTYPES', 'sniff', 'find_inputs', 'write_ensemble_config', 'read_ensemble_config',
-           'ModelSpec', 'load_models', 'SliceDataset', 'collate_slices', 'combine_votes', 'stage1_text',
-           'choose_precision', 'fold_batchnorm', 'inference_model', 'free_cores', 'cpu_plan', 'predict', 'predict_cli']
+           'ModelSpec', 'load_models', 'SliceDataset', 'collate_slices', 'slice_batches', 'combine_votes',
+           'stage1_text', 'choose_precision', 'fold_batchnorm', 'inference_model', 'free_cores', 'cpu_plan',
+           'run_model', 'classify_batch', 'segment_batch', 'predict', 'predict_cli']
 
 # %% ../nbs/50_predict.ipynb #c99cc5d1
 _PNG_SIG = b'\x89PNG\r\n\x1a\n'
@@ -180,6 +181,14 @@ def collate_slices(items:list)->dict:
     b['x'] = {k: torch.stack([o['x'][k] for o in ok]) for k in (ok[0]['x'] if ok else [])}
     return b
 
+def slice_batches(files,              # slice files (PNG or DICOM)
+                  keys,               # the (window, size) pairs the models need (`ModelSpec.key`)
+                  bs:int=16,          # slices per batch
+                  num_workers:int=0,  # decoding processes (0: decode in the loop)
+                 )->DataLoader:       # batches from `collate_slices`, in file order
+    "The one way slices are batched for inference: `predict`, `classify.predict_probs` and `segment.predict_masks`"
+    return DataLoader(SliceDataset(files, keys), batch_size=bs, num_workers=num_workers, collate_fn=collate_slices, shuffle=False)
+
 # %% ../nbs/50_predict.ipynb #d0c9844a
 def combine_votes(probs,             # P(stroke), shape (n_models, n); NaN where a model abstains
                   names,             # the model names, in row order
@@ -293,7 +302,7 @@ def cpu_plan(n_files:int,             # slices to predict
     return num_workers, num_threads
 
 # %% ../nbs/50_predict.ipynb #ab680904
-def _forward(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
+def run_model(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
     "uint8 NHWC batch -> model output (float32), normalised as the model's JSON says; `run` = (device, precision, channels_last, fold_bn)"
     device, prec, cl, fold = run
     x = x8.to(device).permute(0, 3, 1, 2).float().div_(255)
@@ -338,21 +347,21 @@ def _write_outputs(out, rows, names, log, meta, fallback=()):
     return df
 
 # %% ../nbs/50_predict.ipynb #495107cd
-def _classify(b, cls, run)->np.ndarray:
+def classify_batch(b, cls, run)->np.ndarray:
     "P(stroke) of each classifier (rows) for each slice of batch `b`; NaN where a model cannot read the slice"
     P = np.full((len(cls), len(b['i'])), np.nan)
     for j, m in enumerate(cls):
         ok = np.array([k == 'dicom' or not m.dicom_only for k in b['kind']])
-        if ok.any(): P[j, ok] = _forward(m, b['x'][m.key][torch.from_numpy(ok)], run).softmax(1)[:, m.stroke_idx].cpu().numpy()
+        if ok.any(): P[j, ok] = run_model(m, b['x'][m.key][torch.from_numpy(ok)], run).softmax(1)[:, m.stroke_idx].cpu().numpy()
     return P
 
-def _segment(b, unet, need, run, log)->list:
+def segment_batch(b, unet, need, run, log)->list:
     "Class maps (model size) for the slices of `b` where `need`; None elsewhere"
     masks = [None]*len(need)
     can = np.array([k == 'dicom' or not unet.dicom_only for k in b['kind']])
     for fn in np.array(b['file'])[need & ~can]: log.add(fn, 'the U-Net reads DICOM with its own window, this is a PNG: mask left black')
     if (need & can).any():
-        y = _forward(unet, b['x'][unet.key][torch.from_numpy(need & can)], run).argmax(1).to(torch.uint8).cpu().numpy()
+        y = run_model(unet, b['x'][unet.key][torch.from_numpy(need & can)], run).argmax(1).to(torch.uint8).cpu().numpy()
         for k, c in zip(np.flatnonzero(need & can), y): masks[k] = c
     return masks
 
@@ -389,8 +398,7 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
     for m in allm: m.runtime(prec, cl, device, fold_bn)   # build the inference copies before the clock starts
     files = find_inputs(inputs, log, exclude=out)
     num_workers, num_threads, n_threads = *cpu_plan(len(files), bs, num_workers, num_threads, device), torch.get_num_threads()
-    dl = DataLoader(SliceDataset(files, [m.key for m in allm]), batch_size=bs, num_workers=num_workers,
-                    collate_fn=collate_slices, shuffle=False)
+    dl = slice_batches(files, [m.key for m in allm], bs, num_workers)
     names, rows, n_seg, writer, t1 = [m.name for m in cls], [], 0, _MaskWriter(log), time.time()
     try:
         torch.set_num_threads(num_threads)
@@ -398,13 +406,13 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
             for b in (progress_bar(dl, leave=False) if progress and len(files) else dl):
                 for fn, reason in b['errors']: log.add(fn, reason)
                 if not b['i']: continue
-                P = _classify(b, cls, run)
+                P = classify_batch(b, cls, run)
                 ans = ~np.isnan(P).all(0)
                 for fn in np.array(b['file'])[~ans]: log.add(fn, 'no classifier can read this file (DICOM-window models only, and it is a PNG)')
                 s, pr = np.zeros(len(ans), int), np.full(len(ans), np.nan)
                 if ans.any(): s[ans], pr[ans] = combine_votes(P[:, ans], names, vote, threshold, cfg.get('weights'))
                 need = ans & ((s == 1) | segment_all)
-                masks = _segment(b, unet, need, run, log) if unet else [None]*len(s)
+                masks = segment_batch(b, unet, need, run, log) if unet else [None]*len(s)
                 n_seg += sum(o is not None for o in masks)
                 for k in np.flatnonzero(ans):
                     fn, hw = Path(b['file'][k]), b['hw'][k]

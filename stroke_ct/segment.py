@@ -12,7 +12,7 @@ from fastai.vision.all import (unet_learner, create_unet_model, resnet18, resnet
                                Module, CrossEntropyLossFlat, DiceMulti, Normalize, set_seed, store_attr, default_device)
 from fastprogress.fastprogress import progress_bar
 from .core import atomic_path, write_json, ErrorLog
-from .data.dicom import read_slice, resize_slice
+from .data.dicom import read_slice
 from .data.masks import CLASSES, get_palette, read_mask, save_mask, resize_mask, classes_to_rgb, make_overlay
 from .data.layout import read_manifest, resolve
 from .loaders import seg_dls
@@ -198,13 +198,6 @@ def load_segmenter(path, # folder written by `save_segmenter`
     meta = read_seg_meta(path)
     return load_weights(path, meta, build_unet(meta), f"the {meta['arch']} U-Net"), meta
 
-# %% ../nbs/20_segment.ipynb #34bb5622
-def _prep(a:np.ndarray, size:int)->np.ndarray:
-    "uint8 HxW (or HxWx3) -> float32 3 x size x size in [0,1], resized like training (`data.dicom.resize_slice`)"
-    a = resize_slice(a, size)
-    if a.ndim == 2: a = np.repeat(a[..., None], 3, axis=2)
-    return a.transpose(2, 0, 1).astype(np.float32)/255.
-
 # %% ../nbs/20_segment.ipynb #40c4bcf2
 def gate_vector(gate, # None, 0/1 per file, or a stage-1 DataFrame (id column + 0/1 column)
                 ids)->np.ndarray: # 1 = keep the mask, 0 = blank it
@@ -236,32 +229,29 @@ def predict_masks(model, meta:dict,   # from `load_segmenter` (or a learner's `m
                   gate=None,          # classify-then-segment: 0/1 per file or a stage-1 table (see `gate_vector`)
                   window=None,        # DICOM window (default: the one in `meta`)
                   device=None,        # default: the model's device
-                  progress:bool=True)->tuple: # (class maps at original size, or None if unreadable; ErrorLog)
-    "Batched U-Net inference; class maps at each slice's original size, optionally written as official MASK PNGs"
+                  progress:bool=True,
+                  num_workers:int=0,  # decoding processes
+                 )->tuple: # (class maps at original size, or None if unreadable; ErrorLog)
+    "Batched U-Net inference (`predict`'s decoding and forward pass); class maps at each slice's original size, optionally written as official MASK PNGs"
+    from stroke_ct.predict import ModelSpec, slice_batches, segment_batch
     files = [Path(f) for f in files]
-    size, window = int(meta['size']), window or meta.get('window', 'brain')
     dev = torch.device(device) if device else next(model.parameters()).device
-    model = model.to(dev).eval()
-    stats = [torch.tensor(v, dtype=torch.float32, device=dev).view(1, -1, 1, 1) for v in meta['stats']] if meta.get('stats') else None
-    keep = gate_vector(gate, [f.stem for f in files])
+    u = ModelSpec('unet', 'seg', model, {**meta, 'window': window or meta.get('window', 'brain')}, '.')
+    keep = gate_vector(gate, [f.stem for f in files]).astype(bool)
     out, log = [None]*len(files), ErrorLog()
-    chunks = list(range(0, len(files), bs))
-    for s in (progress_bar(chunks, leave=False) if progress else chunks):
-        xs, idx, shapes = [], [], []
-        for i in range(s, min(s + bs, len(files))):
-            try: a = read_slice(files[i], window=window)
-            except Exception as e: log.add(files[i], e); continue
-            xs.append(_prep(a, size)); idx.append(i); shapes.append(a.shape[:2])
-        if not xs: continue
-        x = torch.from_numpy(np.stack(xs)).to(dev)
-        if stats: x = (x - stats[0])/stats[1]
-        with torch.inference_mode(): y = model(x).float().argmax(1).to(torch.uint8).cpu().numpy()
-        for m, i, hw in zip(y, idx, shapes):
-            m = resize_mask(m, hw) if keep[i] else np.zeros(hw, np.uint8)
-            out[i] = m
-            if out_dir is not None:
-                try: save_mask(Path(out_dir)/f'{files[i].stem}.png', m)
-                except Exception as e: log.add(files[i], e)
+    dl = slice_batches(files, [u.key], bs, num_workers)
+    with torch.inference_mode():
+        for b in (progress_bar(dl, leave=False) if progress else dl):
+            for fn, reason in b['errors']: log.add(fn, reason)
+            if not b['i']: continue
+            need = keep[b['i']]                      # gated-off slices are not segmented: their mask is all background
+            maps = segment_batch(b, u, need, (dev, 'fp32', False, False), log)
+            for k, (i, hw) in enumerate(zip(b['i'], b['hw'])):
+                if need[k] and maps[k] is None: continue     # a DICOM-window U-Net given a PNG (logged)
+                out[i] = resize_mask(maps[k], hw) if need[k] else np.zeros(hw, np.uint8)
+                if out_dir is not None:
+                    try: save_mask(Path(out_dir)/f'{files[i].stem}.png', out[i])
+                    except Exception as e: log.add(files[i], e)
     if out_dir is not None: log.write(Path(out_dir)/'errors.csv')
     return out, log
 
