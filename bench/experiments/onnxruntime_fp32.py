@@ -1,5 +1,5 @@
 "Throughput experiment (bench/README.md): eager FP32 vs predict's FP32 inference copy vs ONNX Runtime, per model at the demo's shapes, batch 16, 2 threads. Needs: pip install onnx onnxruntime"
-import time, sys, io, os, warnings, numpy as np, torch
+import time, sys, os, warnings, numpy as np, torch
 warnings.filterwarnings('ignore')
 from fastai.vision.all import create_unet_model, resnet18
 from stroke_ct.classify import build_model
