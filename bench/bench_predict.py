@@ -107,12 +107,6 @@ def premade(files, specs):
     assert not b['errors'], b['errors'][:3]
     return b['x']
 
-def to_input(m, x8, cl, dtype=None):
-    x = x8.permute(0, 3, 1, 2).float().div_(255)
-    if m.stats is not None: x = (x - m.stats[0]) / m.stats[1]
-    if dtype is not None: x = x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
-
 # raw modes: (precision of the weights, channels_last, fold BatchNorm, bf16 autocast around an fp32 model)
 def raw_modes(auto):
     return {'eager_fp32_nchw': ('fp32', False, False, False),            # the models as trained: the baseline
@@ -123,9 +117,9 @@ def raw_modes(auto):
 
 def forward_time(m, X, bs, prec='fp32', cl=False, fold=False, autocast=False, reps=1):
     "Seconds for one pass of model `m` (as `predict` would prepare it) over all of X in batches of `bs` (best of `reps`), after warm-up"
-    from stroke_ct.predict import inference_model, DTYPES
+    from stroke_ct.predict import inference_model, model_input
     net = inference_model(m.model, prec, cl, 'cpu', fold) if (prec != 'fp32' or cl or fold) else m.model.eval()
-    xs = [to_input(m, X[i:i+bs], cl, DTYPES.get(prec)) for i in range(0, len(X), bs)]
+    xs = [model_input(m, X[i:i+bs], ('cpu', prec, cl, fold)) for i in range(0, len(X), bs)]   # predict's input preparation, untimed
     best = float('inf')
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
         net(xs[0]); net(xs[-1])   # warm-up: oneDNN primitives for both batch shapes

@@ -24,7 +24,7 @@ from .classify import cpu_has_bf16
 __all__ = ['VOTES', 'STAGE1_HEADER', 'DTYPES', 'sniff', 'find_inputs', 'write_ensemble_config', 'read_ensemble_config',
            'ModelSpec', 'load_models', 'SliceDataset', 'collate_slices', 'slice_batches', 'combine_votes',
            'stage1_text', 'choose_precision', 'fold_batchnorm', 'inference_model', 'free_cores', 'cpu_plan',
-           'run_model', 'classify_batch', 'segment_batch', 'predict', 'predict_cli']
+           'model_input', 'run_model', 'classify_batch', 'segment_batch', 'predict', 'predict_cli']
 
 # %% ../nbs/50_predict.ipynb #c99cc5d1
 _PNG_SIG = b'\x89PNG\r\n\x1a\n'
@@ -302,14 +302,18 @@ def cpu_plan(n_files:int,             # slices to predict
     return num_workers, num_threads
 
 # %% ../nbs/50_predict.ipynb #ab680904
-def run_model(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
-    "uint8 NHWC batch -> model output (float32), normalised as the model's JSON says; `run` = (device, precision, channels_last, fold_bn)"
-    device, prec, cl, fold = run
+def model_input(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
+    "uint8 NHWC batch -> the model's input: NCHW in [0, 1], normalised as its JSON says, in `run`'s device, type and memory format"
+    device, prec, cl, _ = run
     x = x8.to(device).permute(0, 3, 1, 2).float().div_(255)
     if m.stats is not None: x = (x - m.stats[0].to(device)) / m.stats[1].to(device)
     if prec in DTYPES: x = x.to(DTYPES[prec])
-    x = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    return m.runtime(prec, cl, device, fold)(x).float()
+    return x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+def run_model(m:ModelSpec, x8:torch.Tensor, run:tuple)->torch.Tensor:
+    "uint8 NHWC batch -> model output (float32); `run` = (device, precision, channels_last, fold_bn)"
+    device, prec, cl, fold = run
+    return m.runtime(prec, cl, device, fold)(model_input(m, x8, run)).float()
 
 @functools.lru_cache(maxsize=16)
 def _black_png(hw:tuple)->bytes:
