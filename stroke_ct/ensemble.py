@@ -134,19 +134,19 @@ def vote_table(probs:pd.DataFrame,       # image_id, split, stroke and one P(str
     w = dict(zip(archs, val_weights(list(archs), (va.stroke.values, {a: va[a].values for a in archs}))))
     try: t = threshold_for_sensitivity(va.stroke.values, soft_vote([va[a].values for a in archs]), target_sensitivity)
     except ValueError: t = None   # no stroke slice in validation
-    vsc, vpr = _variants(va, archs, w, t)
-    vf1 = {k: float(binary_metrics(va.stroke.values, vpr[k])['f1'] or 0.) for k in VOTE_NAMES if k in vpr}
-    best = max(vf1, key=lambda k: (vf1[k], -list(VOTE_NAMES).index(k)))
+    vf1 = {k: float(binary_metrics(va.stroke.values, p)['f1'] or 0.) for k, p in _variants(va, archs, w, t)[1].items()}
+    votes = [k for k in VOTE_NAMES if k in vf1]
+    best = max(votes, key=lambda k: (vf1[k], -votes.index(k)))
     sc, pr = _variants(te, archs, w, t)
     rows = []
     for k in progress_bar(list(pr), leave=False):
         b = binary_table(te.stroke.values, pr[k], sc[k], n_boot=n_boot, seed=seed)
         m = binary_metrics(te.stroke.values, pr[k], sc[k])
         r = dict(model=k, kind='model' if k in archs else 'ensemble', threshold=t if k == 'soft_vote@sens' else .5,
-                 valid_f1=vf1.get(k, float(binary_metrics(va.stroke.values, vpr[k])['f1'] or 0.)), chosen=k == best)
+                 valid_f1=vf1[k], chosen=k == best)
         for mt in b.index: r.update({mt: b.loc[mt, 'value'], f'{mt}_lo': b.loc[mt, 'lo'], f'{mt}_hi': b.loc[mt, 'hi']})
         rows.append({**r, **{c: int(m[c]) for c in ('tp', 'fp', 'fn', 'tn')}, 'n': len(te)})
     config = dict(vote=VOTE_NAMES[best], threshold=t if best == 'soft_vote@sens' else .5,
-                  weights=w if best == 'weighted_soft_vote' else None, chosen=best, valid_f1=vf1,
+                  weights=w if best == 'weighted_soft_vote' else None, chosen=best, valid_f1={k: vf1[k] for k in votes},
                   valid_threshold=t, target_sensitivity=target_sensitivity, vote_weights=w)
     return pd.DataFrame(rows), pr, config
