@@ -120,16 +120,15 @@ def evaluate_unet(model, meta:dict,       # U-Net and its description (`segment.
     ids = rows.image_id.astype(str).tolist()
     gated = segment.apply_gate(preds, gate[['image_id', 'stroke']].astype({'image_id': str}), ids)
     st = np.flatnonzero((rows.seg_split == 'test').values)
-    res = {}
-    for nm, p, idx in [('unet', preds, st), ('gated', gated, st), ('unet_all', preds, range(len(ids))), ('gated_all', gated, range(len(ids)))]:
+    res, variants = {}, [('unet', preds, st), ('gated', gated, st), ('unet_all', preds, range(len(ids))), ('gated_all', gated, range(len(ids)))]
+    for nm, p, idx in variants:
         per, summ = segment.evaluate_masks([p[i] for i in idx], [truths[i] for i in idx], [ids[i] for i in idx], n_boot=n_boot)
         res[nm] = dict(per=per, summary=summ)
     paths = dict(seg_test=write_table(res['unet']['summary'], out, 'seg_test', run),
                  seg_test_per_image=write_table(res['unet']['per'], out, 'seg_test_per_image', run))
     g = pd.DataFrame({nm: _lesion_summary(r['summary']) for nm, r in res.items()}).rename_axis('metric')
     free = {i for i in range(len(ids)) if not truths[i].any()}   # slices with no lesion: any lesion pixel there is a false alarm
-    g.loc['lesion_pixels_on_lesion_free_slices'] = [sum(int((p[i] > 0).sum()) for i in free & set(idx)) for p, idx in
-                                                    [(preds, st), (gated, st), (preds, range(len(ids))), (gated, range(len(ids)))]]
+    g.loc['lesion_pixels_on_lesion_free_slices'] = [sum(int((p[i] > 0).sum()) for i in free & set(idx)) for _, p, idx in variants]
     g.columns = ['stroke test: U-Net', 'stroke test: gated', '+ normal test: U-Net', '+ normal test: gated']
     paths['seg_gating'] = write_table(g, out, 'seg_gating', {**(run or {}), 'n_stroke_test': len(st), 'n_all': len(ids)})
     return dict(results=res, gating=g, paths=paths, errors=log, images=files, rows=rows, preds=preds, truths=truths, st=st)
