@@ -41,5 +41,6 @@ for fn in fns:
             rc['outputs'] = pc.get('outputs', []) if not _skip(pc) else []
             rc['execution_count'] = None
     write_nb(raw, fn)
+    import matplotlib.pyplot as plt; plt.close('all')   # figures left open must not show up in the next notebook
     print(f'{fn}: executed in {time.time()-t:.0f} s')
 sys.exit(0 if ok else 1)

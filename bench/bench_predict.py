@@ -64,17 +64,17 @@ def stage(name, sampler):
 # ---------------------------------------------------------------- models
 def make_models(df, work, args):
     "Untrained models at the requested sizes, saved with classify/segment's save functions; returns models_dir"
-    from stroke_ct.loaders import cls_dls, seg_dls
-    from stroke_ct.classify import make_learner, save_model
-    from stroke_ct.segment import seg_learner, save_segmenter
-    from stroke_ct.predict import write_ensemble_config
-    md = Path(work)/'models'
-    dls = cls_dls(df, size=args.size, bs=8, augment=False)
-    for a in args.archs: save_model(make_learner(dls, a, pretrained=False), md/'classifiers'/a)
-    sdl = seg_dls(df, size=args.seg_size, bs=4, augment=False)
-    save_segmenter(seg_learner(sdl, args.seg_arch, pretrained=False), md/'unet')
-    write_ensemble_config(md, vote='hard', threshold=0.5, note='untrained benchmark models')
-    return md
+    from fastai.vision.all import imagenet_stats
+    from stroke_ct.metrics import SEG_CLASSES
+    from stroke_ct.modelio import ModelRecord, EnsembleRecord, HEAD_ARGS, ModelsLayout, build_model, save_model, write_ensemble
+    md, stats = ModelsLayout(Path(work)/'models'), [list(imagenet_stats[0]), list(imagenet_stats[1])]
+    for a in args.archs:
+        rec = ModelRecord('classifier', a, args.size, ['normal', 'stroke'], stats=stats, options=dict(HEAD_ARGS))
+        save_model(build_model(rec), rec, md.classifier(a))
+    rec = ModelRecord('unet', args.seg_arch, args.seg_size, SEG_CLASSES, stats=stats, options=dict(self_attention=True, last_cross=True))
+    save_model(build_model(rec), rec, md.unet)
+    write_ensemble(EnsembleRecord('hard', 0.5), md.ensemble)
+    return md.root
 
 def fastai_learners(df, M):
     "fastai Learners (vision_learner / unet_learner via make_learner / seg_learner) holding the same weights as `M`"
@@ -84,16 +84,16 @@ def fastai_learners(df, M):
     cache, res = {}, []
     def nocache(dls):  # learn.predict must decode each file like a user's would, not hit the training cache
         dls.reader.cache = False; dls.reader.store.clear(); return dls
-    for m in M['classifiers']:
-        inp = m.meta.get('input', 'png'); key = (m.size, inp, m.window)
+    for m in M.classifiers:
+        inp = m.rec.input; key = (m.size, inp, m.window)
         if key not in cache: cache[key] = nocache(cls_dls(df, size=m.size, bs=8, augment=False, input=inp, window=m.window))
-        learn = make_learner(cache[key], m.meta['arch'], pretrained=False, **m.meta.get('head', {}))
+        learn = make_learner(cache[key], m.rec.arch, pretrained=False, precision='fp32', **m.rec.options)
         learn.model.load_state_dict(m.model.state_dict()); learn.model.eval()
         res.append((m, learn))
-    u = M['unet']
+    u = M.unet
     if u is not None:
-        sdl = nocache(seg_dls(df, size=u.size, bs=4, augment=False, input=u.meta.get('input', 'png'), window=u.window))
-        learn = seg_learner(sdl, u.meta['arch'], pretrained=False, **u.meta.get('unet', {}))
+        sdl = nocache(seg_dls(df, size=u.size, bs=4, augment=False, input=u.rec.input, window=u.window))
+        learn = seg_learner(sdl, u.rec.arch, pretrained=False, precision='fp32', **u.rec.options)
         learn.model.load_state_dict(u.model.state_dict()); learn.model.eval()
         res.append((u, learn))
     return res
@@ -101,7 +101,7 @@ def fastai_learners(df, M):
 # ---------------------------------------------------------------- (a) raw forward on pre-made tensors
 def premade(files, specs):
     "uint8 NHWC tensors per (window, size), decoded and resized exactly as predict's SliceDataset does"
-    from stroke_ct.predict import SliceDataset, collate_slices
+    from stroke_ct.infer import SliceDataset, collate_slices
     ds = SliceDataset(files, [m.key for m in specs])
     b = collate_slices([ds[i] for i in range(len(ds))])
     assert not b['errors'], b['errors'][:3]
@@ -117,9 +117,9 @@ def raw_modes(auto):
 
 def forward_time(m, X, bs, prec='fp32', cl=False, fold=False, autocast=False, reps=1):
     "Seconds for one pass of model `m` (as `predict` would prepare it) over all of X in batches of `bs` (best of `reps`), after warm-up"
-    from stroke_ct.predict import inference_model, model_input
+    from stroke_ct.infer import inference_model, model_input, Plan
     net = inference_model(m.model, prec, cl, 'cpu', fold) if (prec != 'fp32' or cl or fold) else m.model.eval()
-    xs = [model_input(m, X[i:i+bs], ('cpu', prec, cl, fold)) for i in range(0, len(X), bs)]   # predict's input preparation, untimed
+    xs = [model_input(m, X[i:i+bs], Plan('cpu', prec, cl, fold)) for i in range(0, len(X), bs)]   # predict's input preparation, untimed
     best = float('inf')
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
         net(xs[0]); net(xs[-1])   # warm-up: oneDNN primitives for both batch shapes
@@ -168,7 +168,7 @@ def metric_shift(df, outs, n_boot=1000):
     from stroke_ct.metrics import binary_table, seg_report
     from stroke_ct.data.masks import read_mask
     from stroke_ct.data.dicom import read_slice
-    from stroke_ct.segment import truth_mask
+    from stroke_ct.scoring import truth_mask
     truth = df.set_index('image_id')
     res = {}
     for k, out in outs.items():
@@ -215,7 +215,9 @@ def main(argv=None):
     if args.n is None and not args.data: args.n = 48
     from stroke_ct.data.synth import make_synth
     from stroke_ct.data.layout import resolve
-    from stroke_ct.predict import load_models, predict, choose_precision, cpu_has_bf16, cpu_plan
+    from stroke_ct.core import resolve_precision, cpu_has_bf16
+    from stroke_ct.infer import load_models, cpu_plan
+    from stroke_ct.predict import predict
 
     T0, smp = time.perf_counter(), RSSSampler()
     import stroke_ct.loaders as L; L.progress_bar = lambda it, **k: it    # quiet preload bars
@@ -224,7 +226,7 @@ def main(argv=None):
     torch.set_num_threads(nthr)
     env = dict(date=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), load_start=load(), cpus=os.cpu_count(), torch_threads=nthr, torch_default_threads=dflt,
                torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu_has_bf16=cpu_has_bf16(),
-               auto_precision=choose_precision('auto', 'cpu'), args=vars(args))
+               auto_precision=resolve_precision('auto', 'cpu'), args=vars(args))
     log(f"[bench] {env['date']}  load {env['load_start']}  cpus {env['cpus']}  torch threads {nthr}  "
         f"capability {env['cpu_capability']}  bf16 {env['cpu_has_bf16']} -> auto precision {env['auto_precision']}")
     work = Path(args.work or tempfile.mkdtemp(prefix='bench_predict_')); work.mkdir(parents=True, exist_ok=True)
@@ -245,7 +247,7 @@ def main(argv=None):
             md = Path(args.models) if args.models else make_models(df, work, args)
         trained = bool(args.models)
         with stage('load_models', smp): M = load_models(md)
-        specs = M['classifiers'] + ([M['unet']] if M['unet'] else [])
+        specs = M.all
         sizes = {m.name: m.size for m in specs}
         log(f"[bench] {n} slices; models {'from ' + str(md) if trained else '(untrained, pretrained=False)'}: "
             + ', '.join(f'{k}@{v}' for k, v in sizes.items()))
@@ -269,7 +271,7 @@ def main(argv=None):
         dec['write_masks'] = r['seconds']
 
         # ---- (a) raw forward
-        auto = choose_precision('auto', 'cpu')
+        auto = resolve_precision('auto', 'cpu')
         modes, FAST, F32 = raw_modes(auto), f'fast_{auto}_folded_channels_last', 'fp32_folded_channels_last'
         raw = {}
         for mode, (prec, cl, fold, ac) in modes.items():
@@ -324,7 +326,7 @@ def main(argv=None):
             + ', '.join(f'{k} {fa[k]/nf*1000:.0f} (forward {bs1[k]/nf*1000:.0f})' for k in fa) + ')')
 
         # ---- stability
-        names = [m.name for m in M['classifiers']]
+        names = M.names
         stab = {f'{x} vs {y}': compare_runs(work/x, work/y, names) for x, y in
                 (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32'), ('dicom_auto', 'png_auto'))}
         if not args.lite: stab['png_auto_gated vs png_eager_gated'] = compare_runs(work/'png_auto_gated', work/'png_eager_gated', names)

@@ -3,7 +3,7 @@ import time, numpy as np, torch, warnings; warnings.filterwarnings('ignore')
 import torch._inductor.config as ic
 ic.freezing = True; ic.cpp.weight_prepack = True
 from fastai.vision.all import create_unet_model, resnet18
-from stroke_ct.predict import inference_model
+from stroke_ct.infer import inference_model
 torch.set_num_threads(2)
 m = create_unet_model(resnet18, 3, (128, 128), pretrained=False, self_attention=False, last_cross=False).eval()
 x = torch.randn(16, 3, 128, 128)

@@ -2,13 +2,13 @@
 import time, sys, os, warnings, numpy as np, torch
 warnings.filterwarnings('ignore')
 from fastai.vision.all import create_unet_model, resnet18
-from stroke_ct.classify import build_model
-from stroke_ct.predict import inference_model
+from stroke_ct.modelio import ModelRecord, build_model
+from stroke_ct.infer import inference_model
 from stroke_ct.core import scratch_dir
 import onnxruntime as ort
 torch.set_num_threads(2)
 bs, reps = 16, int(sys.argv[1]) if len(sys.argv) > 1 else 8
-models = {a: (build_model(a), 64) for a in ['resnet50', 'resnet34', 'densenet121', 'vgg19_bn', 'mobilenet_v2']}
+models = {a: (build_model(ModelRecord('classifier', a, 64, ['normal', 'stroke'])), 64) for a in ['resnet50', 'resnet34', 'densenet121', 'vgg19_bn', 'mobilenet_v2']}
 models['unet_r18'] = (create_unet_model(resnet18, 3, (128, 128), pretrained=False, self_attention=False, last_cross=False), 128)
 def bench(f, x):
     f(x); f(x)
