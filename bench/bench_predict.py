@@ -11,7 +11,7 @@ In ONE process, on the same synthetic slices (`make_synth`, PNG and DICOM), it m
 then the ratios b/a and b/c, peak memory (psutil RSS sampled per stage, incl. DataLoader workers; getrusage maxrss),
 where the time goes, and whether the fast path changes answers (stage-1 answers, mask pixels, metrics vs bootstrap CIs).
 
-Run: `source .venv/bin/activate && python bench/bench_predict.py --out nbs/_work/bench_predict.json`
+Run from the repository root: `python bench/bench_predict.py --out bench_predict.json` (options: `--help`; bench/README.md)
 See bench/README.md for options and the last measured figures.
 """
 from __future__ import annotations
