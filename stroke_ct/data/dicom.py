@@ -21,9 +21,9 @@ from ..core import BadInput, ErrorLog, save_png, write_csv, torch_threads
 
 # %% auto #0
 __all__ = ['WINDOWS', 'WINDOW_CHOICES', 'FILE_WINDOW', 'PNG_SIGNATURE', 'JPEG_SIGNATURE', 'DICOM_SUFFIXES', 'JPEG_SUFFIXES',
-           'SLICE_KINDS', 'read_dicom', 'rescale_of', 'n_frames', 'dicom_hu', 'window_u8', 'dicom_window', 'dicom_u8',
-           'image_mode', 'read_slice', 'resize_slice', 'sniff', 'find_slices', 'frame_name', 'dicom_frames',
-           'expand_frames', 'dicom2png', 'dicom2png_cli']
+           'SLICE_KINDS', 'dicom_header', 'read_dicom', 'rescale_of', 'n_frames', 'dicom_hu', 'window_u8',
+           'dicom_window', 'dicom_u8', 'image_mode', 'read_slice', 'resize_slice', 'sniff', 'find_slices', 'frame_name',
+           'dicom_frames', 'expand_frames', 'dicom2png', 'dicom2png_cli']
 
 # %% ../../nbs/03_data.dicom.ipynb #cf8e107f
 WINDOWS = {k: tuple(getattr(dicom_windows, k)) for k in ('brain', 'subdural', 'stroke')}  # name -> (width, level)
@@ -124,6 +124,10 @@ def _dcmread(fn:Path, force:bool, header:bool)->Dataset:
             ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
         return ds
     except Exception as e: raise BadInput(fn, f'unreadable DICOM ({type(e).__name__}: {str(e)[:200]})') from None
+
+def dicom_header(fn:str|Path, force:bool=True)->Dataset:
+    "The header of a DICOM file without its pixels (a deflated file inflated only as far as its header); `BadInput` if unreadable"
+    return _dcmread(Path(fn), force, header=True)
 
 def read_dicom(fn:str|Path, # a DICOM file (with or without the `DICM` preamble)
                force:bool=True, # if no preamble, retry with pydicom's `force=True`
@@ -387,8 +391,7 @@ def frame_name(stem:str, frame:int, n:int)->str:
 
 def dicom_frames(fn:str|Path)->int:
     "How many frames a DICOM file holds, from its header alone (1 for an ordinary slice); `BadInput` if it cannot be read"
-    fn = Path(fn)
-    return n_frames(_dcmread(fn, True, header=True))
+    return n_frames(dicom_header(fn))
 
 def expand_frames(found:list, # (file, relative path) pairs, as `find_slices` gives them
                  )->list:     # (file, relative path, frame or None) triples; a multi-frame file gives one per frame
