@@ -222,6 +222,27 @@ def _predict_args(sub):
                    help='stage1.txt answer for slices that cannot be read (default: leave them out)')
     s.set_defaults(fn=_predict)
 
+# %% ../nbs/90_cli.ipynb #c1c10020
+def _evaluate(a):
+    from stroke_ct.evaluate import evaluate_cli
+    pal = a.palette[0] if len(a.palette) == 1 else a.palette
+    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs)
+    print(msg)
+    return code
+
+@subcommand
+def _evaluate_args(sub):
+    s = sub.add_parser('evaluate', help="score a run's models on any labelled folder: Table 2, figures, segmentation, report.md")
+    s.add_argument('data', nargs='+', help='labelled folders (class folders, the official layouts, or images/ with masks/)')
+    s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
+    s.add_argument('--out', required=True, help='output folder: report.md, predictions.csv, errors.csv, metrics/, figures/')
+    s.add_argument('--palette', nargs='+', default=['official'], choices=['official', 'ct_stroke_mix', 'bhsd'],
+                   help='colours of the masks: one for all folders, or one per folder (default official)')
+    s.add_argument('--split', default=None, choices=['train', 'valid', 'test'], help="only this split of each folder's manifest (default: all)")
+    s.add_argument('--n-boot', type=_count, default=1000, help='bootstrap resamples for the 95%% intervals (default 1000)')
+    s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
+    s.set_defaults(fn=_evaluate)
+
 # %% ../nbs/90_cli.ipynb #043985dd
 def main(argv=None)->int:
     "Entry point of the `stroke-ct` command; returns the exit status"
