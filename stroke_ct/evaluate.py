@@ -277,7 +277,7 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
     phantom = _phantom_run(M.layout.root)
     paths['report'] = _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs)
     summ = dict(n_scored=len(rows), n_unreadable=n_err, labels=rows.subtype.value_counts().to_dict(), chosen=ch.model,
-                f1=ch.f1, sensitivity=ch.sensitivity, specificity=ch.specificity,
+                f1=float(ch.f1), sensitivity=float(ch.sensitivity), specificity=float(ch.specificity),
                 lesion_dice=None if not seg else float(seg['unet']['summary'].set_index('metric').loc['mean_dice', 'value']),
                 competition_iou=None if not seg else float(seg['unet']['summary'].set_index('metric').loc['competition_iou', 'value']),
                 phantom_models=phantom, notes=notes, seconds=round(time.time() - t0, 1), paths={k: str(v) for k, v in paths.items()})
