@@ -52,15 +52,17 @@ def _synth(a):
 def _manifest(a):
     from stroke_ct.data.splits import build_manifest
     from stroke_ct.data.layout import write_manifest
-    df = build_manifest(a.root, seed=a.seed, n_seg_test=a.n_seg_test)
+    notes = []
+    df = build_manifest(a.root, seed=a.seed, n_seg_test=a.n_seg_test, palette=a.palette, notes=notes)
     out = Path(a.out) if a.out else Path(a.root)/'data_manifest.csv'
     write_manifest(df, out)
+    for o in notes: print(f'note: {o}')
     print(f'wrote {out}: {len(df)} images; ' + ', '.join(f'{k} {v}' for k,v in df.subtype.value_counts().items()))
     return 0
 
 def _check_data(a):
     from stroke_ct.data.check import check_data, print_report
-    rep = check_data(a.root, manifest=a.manifest)
+    rep = check_data(a.root, manifest=a.manifest, palette=a.palette)
     print_report(rep)
     return 0 if rep['ok'] else 1
 
@@ -71,11 +73,10 @@ def _dicom2png(a):
     return code
 
 def _masks_from_overlays(a):
-    from stroke_ct.data.masks import masks_from_overlays
-    written, log = masks_from_overlays(a.root, palette=a.palette)
-    if len(log): log.write(Path(a.root)/'mask_errors.csv')
-    print(f'wrote {len(written)} masks under {a.root}; {len(log)} failed' + (f' (see {Path(a.root)/"mask_errors.csv"})' if len(log) else ''))
-    return 0 if written or not len(log) else 1
+    from stroke_ct.data.masks import masks_from_overlays_cli
+    code, msg = masks_from_overlays_cli(a.root, palette=a.palette, overwrite=a.overwrite)
+    print(msg)
+    return code
 
 # %% ../nbs/90_cli.ipynb #c1596fff
 def _demo(a):
@@ -143,13 +144,17 @@ def _manifest_args(sub):
     s.add_argument('--out', default=None, help='where to write the manifest (default ROOT/data_manifest.csv)')
     s.add_argument('--seed', type=int, default=42, help='split seed (default 42, the official one)')
     s.add_argument('--n-seg-test', type=_count, default=100, help='stroke test images held out for segmentation (default 100)')
+    s.add_argument('--palette', default='official', choices=['official', 'ct_stroke_mix', 'bhsd'],
+                   help='colours of the masks, for a folder labelled by its masks (default official)')
     s.set_defaults(fn=_manifest)
 
 @subcommand
 def _check_data_args(sub):
-    s = sub.add_parser('check-data', help='count images, find missing and unreadable files; non-zero exit if unusable')
+    s = sub.add_parser('check-data', help='count images, say what each task can use, find missing and unreadable files; non-zero exit if unusable')
     s.add_argument('root', help='the dataset folder')
     s.add_argument('--manifest', default=None, help='check the images of this manifest (default ROOT/data_manifest.csv, else all found)')
+    s.add_argument('--palette', default='official', choices=['official', 'ct_stroke_mix', 'bhsd'],
+                   help='colours of the masks (default official)')
     s.set_defaults(fn=_check_data)
 
 @subcommand
@@ -157,8 +162,8 @@ def _dicom2png_args(sub):
     s = sub.add_parser('dicom2png', help='convert DICOM files or folders to windowed 8-bit PNGs')
     s.add_argument('inputs', nargs='+', help='DICOM files and/or folders (searched recursively)')
     s.add_argument('--out', required=True, help='output folder (PNGs, converted.csv, errors.csv)')
-    s.add_argument('--window', default='brain', choices=['brain', 'subdural', 'stroke', 'multi'],
-                   help='CT window (multi: brain, subdural and stroke as RGB; default brain)')
+    s.add_argument('--window', default='brain', choices=['brain', 'subdural', 'stroke', 'multi', 'file'],
+                   help="CT window (multi: brain, subdural and stroke as RGB; file: each file's own; default brain)")
     s.set_defaults(fn=_dicom2png)
 
 @subcommand
@@ -166,6 +171,7 @@ def _masks_from_overlays_args(sub):
     s = sub.add_parser('masks-from-overlays', help='rebuild MASK/<id>.png beside each OVERLAY/ folder')
     s.add_argument('root', help='the dataset folder (public-release layout)')
     s.add_argument('--palette', default='official', help='colours of the overlay boundaries (default official)')
+    s.add_argument('--overwrite', action='store_true', help='rebuild masks that already exist')
     s.set_defaults(fn=_masks_from_overlays)
 
 # %% ../nbs/90_cli.ipynb #c1c10012
@@ -215,6 +221,27 @@ def _predict_args(sub):
     s.add_argument('--fallback', type=int, choices=[0, 1], default=None,
                    help='stage1.txt answer for slices that cannot be read (default: leave them out)')
     s.set_defaults(fn=_predict)
+
+# %% ../nbs/90_cli.ipynb #c1c10020
+def _evaluate(a):
+    from stroke_ct.evaluate import evaluate_cli
+    pal = a.palette[0] if len(a.palette) == 1 else a.palette
+    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs)
+    print(msg)
+    return code
+
+@subcommand
+def _evaluate_args(sub):
+    s = sub.add_parser('evaluate', help="score a run's models on any labelled folder: Table 2, figures, segmentation, report.md")
+    s.add_argument('data', nargs='+', help='labelled folders (class folders, the official layouts, or images/ with masks/)')
+    s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
+    s.add_argument('--out', required=True, help='output folder: report.md, predictions.csv, errors.csv, metrics/, figures/')
+    s.add_argument('--palette', nargs='+', default=['official'], choices=['official', 'ct_stroke_mix', 'bhsd'],
+                   help='colours of the masks: one for all folders, or one per folder (default official)')
+    s.add_argument('--split', default=None, choices=['train', 'valid', 'test'], help="only this split of each folder's manifest (default: all)")
+    s.add_argument('--n-boot', type=_count, default=1000, help='bootstrap resamples for the 95%% intervals (default 1000)')
+    s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
+    s.set_defaults(fn=_evaluate)
 
 # %% ../nbs/90_cli.ipynb #043985dd
 def main(argv=None)->int:

@@ -4,15 +4,19 @@
 
 # %% ../../nbs/07_data.check.ipynb #c4ec0002
 from __future__ import annotations
-import os, time
+import os, re, time
+from collections import Counter
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
-import pydicom
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from ..core import BadInput
-from .layout import SUBTYPES, SPLITS, KINDS, OFFICIAL_FOLDERS, layout_index, read_manifest, manifest_problems
+from .dicom import read_dicom, read_slice, image_mode, n_frames
+from .masks import read_mask
+from .layout import (SUBTYPES, LABELS, SPLITS, KINDS, OFFICIAL_FOLDERS, layout_index, label_order, read_manifest,
+                                   manifest_problems)
+from .splits import mask_label
 
 # %% auto #0
 __all__ = ['read_check', 'check_data', 'format_report', 'print_report']
@@ -20,38 +24,55 @@ __all__ = ['read_check', 'check_data', 'format_report', 'print_report']
 # %% ../../nbs/07_data.check.ipynb #92cde89b
 def read_check(fn,        # a file
                kind:str,  # one of KINDS
+               palette:str|dict='official', # the masks' palette
               )->tuple:   # ((width, height) or None, problem or None)
-    "Read `fn` fully (PIL for PNGs, pydicom header and pixels for DICOMs); its size, or why it cannot be read"
+    "Decode `fn` as training would (`read_slice`, `read_mask` with `palette`, the DICOM pixels); its size, or why it cannot be used"
+    name = 'JPEG' if kind == 'png' and str(fn).lower().endswith(('.jpg', '.jpeg')) else kind.upper()
     try:
         if kind == 'dicom':
-            a = pydicom.dcmread(fn, force=True).pixel_array
-            return (a.shape[-1], a.shape[-2]), None
-        with Image.open(fn) as im:
-            im.load()
-            return im.size, None
-    except Exception as e: return None, f'unreadable {kind.upper()}: {type(e).__name__}: {e}'.replace(f"'{fn}'", 'file')
+            ds = read_dicom(fn)
+            if n_frames(ds) > 1: raise BadInput(fn, f'multi-frame image ({n_frames(ds)} frames): split it into slices with stroke-ct dicom2png')
+            a = ds.pixel_array
+        elif kind == 'png': a = read_slice(fn)
+        elif kind == 'mask': a = read_mask(fn, palette)
+        else:
+            with Image.open(fn) as im: im.load(); return im.size, None
+        return (a.shape[-1], a.shape[-2]), None
+    except BadInput as e: return None, f'unreadable {name}: ' + re.sub(r'^unreadable \w+ \((.*)\)$', r'\1', e.reason)   # not 'unreadable PNG: unreadable PNG (...)'
+    except Exception as e: return None, f'unreadable {name}: {type(e).__name__}: {e}'.replace(f"'{fn}'", 'file')
 
 # %% ../../nbs/07_data.check.ipynb #1b7c342b
+def _rec(ix, st, iid)->dict:
+    "The index record of image `iid` labelled `st` (an unlabelled folder's images are indexed by id alone)"
+    return ix['files'].get((st, iid)) or ix['files'].get((None, iid)) or {}
+
 def _expected(ix, st, iid, kind)->str:
     "Where a missing file of image `iid` would be: its class folder's <KIND>/ (official spelling when unknown)"
-    rec = ix['files'].get((st, iid))
+    rec = _rec(ix, st, iid) or None
     cdir = rec['folder'] if rec else ix['class_dirs'].get(st, ix['root']/'TRAINING'/OFFICIAL_FOLDERS.get(st, str(st)))
     return str(Path(cdir)/kind.upper()/f'{iid}.{"dcm" if kind == "dicom" else "png"}')
 
-def _read_all(jobs, n_workers=None, progress=True)->list:
+def _read_all(jobs, palette='official', n_workers=None, progress=True)->list:
     "read_check over (file, kind) jobs in threads (PIL and zlib release the GIL)"
     with ThreadPoolExecutor(n_workers or min(8, os.cpu_count() or 1)) as ex:
-        it = ex.map(lambda j: read_check(*j), jobs)
+        it = ex.map(lambda j: read_check(*j, palette=palette), jobs)
         if progress and len(jobs) >= 500: it = progress_bar(it, total=len(jobs))
         return list(it)
 
 # %% ../../nbs/07_data.check.ipynb #2c5bff41
-def _rows_to_check(ix, manifest, root, rep)->pd.DataFrame|None:
+def _rows_to_check(ix, manifest, root, rep, palette, add)->pd.DataFrame|None:
     "The (image_id, subtype[, split]) rows the check covers; None when the manifest is unusable"
     if manifest is None and (Path(root)/'data_manifest.csv').exists(): manifest = Path(root)/'data_manifest.csv'
     if manifest is None:
-        keys = [k for k, r in ix['files'].items() if 'png' in r or 'dicom' in r]
-        return pd.DataFrame(keys, columns=['subtype', 'image_id'], dtype=object)
+        rows = []
+        for (st, iid), r in ix['files'].items():
+            if not ('png' in r or 'dicom' in r): continue
+            if st is None:                                    # a folder without class folders: the mask gives the label
+                if not r.get('mask'): add('missing', r.get('png') or r.get('dicom'), 'no label: no class folder and no MASK'); continue
+                try: st = mask_label(r['mask'], palette)
+                except BadInput as e: add('unreadable', r['mask'], f'unreadable MASK: {e.reason}'); continue
+            rows.append((st, iid))
+        return pd.DataFrame(rows, columns=['subtype', 'image_id'], dtype=object)
     is_df = isinstance(manifest, pd.DataFrame)
     rep['manifest'] = '<DataFrame>' if is_df else str(manifest)
     try: m = manifest if is_df else read_manifest(manifest)
@@ -61,77 +82,104 @@ def _rows_to_check(ix, manifest, root, rep)->pd.DataFrame|None:
     return m.assign(image_id=m.image_id.astype(str))
 
 def _check_images(ix, rows, from_manifest, add)->tuple:
-    "Missing PNG, MASK/OVERLAY or DICOM and class conflicts per image; the files found per subtype and the files to read"
+    "Missing PNG or DICOM and class conflicts per image; the files found per label and the files to read"
     files, where = ix['files'], {}
     for st, iid in files: where.setdefault(iid, []).append(st)
     has_dicom = any('dicom' in r for r in files.values())
-    found, jobs = {st: dict.fromkeys(KINDS, 0) for st in SUBTYPES}, []
+    has_png = any('png' in r for r in files.values())
+    found, jobs, no_mask = {st: dict.fromkeys(KINDS, 0) for st in LABELS}, [], []
     for st, iid in zip(rows.subtype, rows.image_id):
-        rec, exp = files.get((st, iid), {}), lambda kind: _expected(ix, st, iid, kind)
+        rec, exp = _rec(ix, st, iid), lambda kind: _expected(ix, st, iid, kind)
         for k in KINDS:
             if rec.get(k): found[st][k] += 1; jobs.append((rec[k], k, st, iid))
-        others = [o for o in where.get(iid, []) if o != st]
-        if others and (from_manifest or SUBTYPES.index(st) < min(map(SUBTYPES.index, others))):  # once per id in a scan
+        others = [o for o in where.get(iid, []) if o not in (st, None)]
+        if others and (from_manifest or label_order(st) < min(map(label_order, others))):  # once per id in a scan
             add('conflicts', exp('png'), f'image {iid} is {st} but also found under {", ".join(others)}')
-        if not rec.get('png'):
+        if not rec.get('png') and (has_png or not rec.get('dicom')):
             add('missing', exp('png'), 'PNG missing' + (' (DICOM present, convert it with stroke-ct dicom2png)' if rec.get('dicom') else ''))
-        if st != 'normal' and not (rec.get('mask') or rec.get('overlay')):
-            add('missing', exp('mask'), 'stroke image with neither MASK nor OVERLAY')
+        if st != 'normal' and not (rec.get('mask') or rec.get('overlay')): no_mask.append(exp('mask'))
         if has_dicom and rec.get('png') and not rec.get('dicom'): add('warnings', exp('dicom'), 'DICOM missing')
+    n_seg = sum(found[st]['mask'] + found[st]['overlay'] for st in LABELS)
+    if n_seg and no_mask:   # some stroke images have masks, these do not: they serve classification only
+        for fn in no_mask: add('warnings', fn, 'stroke image with neither MASK nor OVERLAY: classification only')
     return found, jobs
 
-def _check_reads(jobs, add, n_workers=None, progress=True):
-    "Decode every file: flag unreadable ones, and masks or overlays whose size differs from their PNG's"
-    res = _read_all([j[:2] for j in jobs], n_workers, progress)
+def _check_reads(jobs, add, palette='official', n_workers=None, progress=True)->tuple:
+    "Decode every file: flag unreadable ones, and masks or overlays whose size differs from their image's; (unreadable (label, id), image modes)"
+    res = _read_all([j[:2] for j in jobs], palette, n_workers, progress)
     png = {(st, iid): sz for (_, k, st, iid), (sz, _) in zip(jobs, res) if k == 'png'}
+    bad = set()
     for (fn, k, st, iid), (sz, why) in zip(jobs, res):
         p = png.get((st, iid))
-        if why: add('unreadable', fn, why)
-        elif k in ('mask', 'overlay') and p and sz != p: add('warnings', fn, f'{k.upper()} is {sz[0]}x{sz[1]} but its PNG is {p[0]}x{p[1]}')
+        if why: add('unreadable', fn, why); bad.add((st, iid, k))
+        elif k in ('mask', 'overlay') and p and sz != p: add('warnings', fn, f'{k.upper()} is {sz[0]}x{sz[1]} but its image is {p[0]}x{p[1]}')
+    modes = Counter(image_mode(fn) for fn, k, _, _ in jobs if k == 'png')
+    return bad, modes
 
 def _check_around(ix, rows, root, add):
     "Orphan masks and overlays, files found twice, images the manifest does not list, empty classes"
-    listed = set(zip(rows.subtype, rows.image_id))
+    listed = set(zip(rows.subtype, rows.image_id)) | {(None, i) for i in rows.image_id}
     for key, r in ix['files'].items():
         for k in ('mask', 'overlay'):
             if r.get(k) and not (r.get('png') or r.get('dicom')): add('warnings', r[k], f'{k.upper()} without a PNG or DICOM image')
     for fn, first in ix['dups']: add('warnings', fn, f'found twice, using {first}')
     unlisted = sum(key not in listed and ('png' in r or 'dicom' in r) for key, r in ix['files'].items())
     if unlisted: add('warnings', root, f'{unlisted} images under this folder are not in the manifest')
-    for st in SUBTYPES:
+    for st in SUBTYPES if not (rows.subtype == 'stroke').any() else ['normal']:
         if len(rows) and not (rows.subtype == st).any(): add('warnings', root, f'no {st} images')
+
+def _tasks(rows, found, bad)->dict:
+    "What each task can use: classification (labelled images that read) and segmentation (stroke images with a mask that reads)"
+    ok = [(st, iid) for st, iid in zip(rows.subtype, rows.image_id) if not {(st, iid, 'png'), (st, iid, 'dicom')} & bad]
+    cls = Counter('normal' if st == 'normal' else 'stroke' for st, _ in ok)
+    masks = sum(v['mask'] for st, v in found.items() if st != 'normal') - sum(1 for st, _, k in bad if k == 'mask' and st != 'normal')
+    overlays = sum(v['overlay'] for st, v in found.items() if st != 'normal')
+    return dict(classification=dict(normal=cls['normal'], stroke=cls['stroke'], usable=bool(cls['normal'] and cls['stroke'])),
+                segmentation=dict(masks=masks, overlays=overlays, usable=masks > 0))
 
 def _reasons(rep, root:Path, have_rows:bool)->list:
     "Why the set cannot be used (empty when it can)"
-    rs, c = ([] if root.is_dir() else [f'{root} is not a folder']), rep['counts']
+    rs, t = ([] if root.is_dir() else [f'{root} is not a folder']), rep['tasks']
     if have_rows and not rep['n_images']:
-        rs.append('no images found (expected <class>/{PNG,DICOM}/<id> under TRAINING/INMEYOK, ISKEMI, KANAMA or the public-release folders)')
-    elif have_rows:
-        if not c['normal']: rs.append('no normal images')
-        if not c['ischemic'] + c['hemorrhagic']: rs.append('no stroke images')
+        rs.append('no images found (expected class folders such as TRAINING/INMEYOK, ISKEMI, KANAMA, the public-release folders or '
+                  'Normal/Stroke, holding PNG, JPEG or DICOM files; or images/ with masks/)')
+    elif have_rows and not (t['classification']['usable'] or t['segmentation']['usable']):
+        c = t['classification']
+        rs.append('nothing usable: ' + ('no normal images' if not c['normal'] else 'no stroke images') + ' for classification, no masks for segmentation')
     return rs + [f'{len(rep[k])} {k}' for k in ('missing', 'unreadable', 'conflicts') if rep[k]]
 
 # %% ../../nbs/07_data.check.ipynb #a3537ec6
-def check_data(root,             # a data folder in either layout
+def check_data(root,             # a data folder in any layout `data.layout` reads
                manifest=None,    # a manifest path or DataFrame; default root/data_manifest.csv if any, else all images found
                read:bool=True,   # decode every file (the slow, thorough part)
                n_workers:int|None=None, # reader threads
                progress:bool=True, # progress bar for large sets
-              )->dict:           # the report: counts, missing, unreadable, conflicts, warnings, ok, reasons
-    "Count a data folder's images per class and list every missing, unreadable or conflicting file"
+               palette:str|dict='official', # the masks' palette (`data.masks.PALETTES`)
+              )->dict:           # the report: counts, tasks, missing, unreadable, conflicts, warnings, notes, ok, reasons
+    "Count a data folder's images per class, say what each task can use, and list every missing, unreadable or conflicting file"
     t0, root = time.perf_counter(), Path(root)
-    rep = dict(root=str(root), manifest=None, n_images=0, counts={}, files={}, splits=None,
-               missing=[], unreadable=[], conflicts=[], warnings=[], ok=False, reasons=[], seconds=0.)
+    rep = dict(root=str(root), manifest=None, n_images=0, counts={}, files={}, splits=None, tasks={},
+               missing=[], unreadable=[], conflicts=[], warnings=[], notes=[], ok=False, reasons=[], seconds=0.)
     add = lambda key, fn, msg: rep[key].append({'file': str(fn), 'problem': msg})
     ix = layout_index(root, refresh=True)
-    rows = _rows_to_check(ix, manifest, root, rep)
+    rows = _rows_to_check(ix, manifest, root, rep, palette, add)
     if rows is not None:
         from_manifest = 'split' in rows.columns
-        rep['n_images'], rep['counts'] = len(rows), {st: int((rows.subtype == st).sum()) for st in SUBTYPES}
-        if from_manifest: rep['splits'] = {sp: {st: int(((rows.split == sp) & (rows.subtype == st)).sum()) for st in SUBTYPES} for sp in SPLITS}
-        rep['files'], jobs = _check_images(ix, rows, from_manifest, add)
-        if read and jobs: _check_reads(jobs, add, n_workers, progress)
+        labels = [st for st in LABELS if st != 'stroke' or (rows.subtype == 'stroke').any()]
+        rep['n_images'], rep['counts'] = len(rows), {st: int((rows.subtype == st).sum()) for st in labels}
+        if from_manifest: rep['splits'] = {sp: {st: int(((rows.split == sp) & (rows.subtype == st)).sum()) for st in labels} for sp in SPLITS}
+        found, jobs = _check_images(ix, rows, from_manifest, add)
+        rep['files'] = {st: found[st] for st in labels}
+        bad, modes = _check_reads(jobs, add, palette, n_workers, progress) if read and jobs else (set(), Counter())
+        rep['tasks'] = _tasks(rows, found, bad)
         _check_around(ix, rows, root, add)
+        if rn := ix['renamed']: add('notes', root, f'{len(rn)} image id(s) made unique because two folders hold the same file name, '
+                                                    f'e.g. {os.path.relpath(rn[0][0], ix["root"])} -> {rn[0][1]}')
+        if n := sum(v for m, v in modes.items() if m not in ('L', '1', 'LA', None)):
+            add('notes', root, f'{n} image(s) stored in colour modes ({", ".join(sorted(m for m in modes if m not in ("L", "1", "LA", None)))}): read as grey')
+        if ix['unlabelled']: add('notes', root, f'no class folders: labels from the masks (palette {palette if isinstance(palette, str) else "custom"})')
+        if not any(v['png'] for v in found.values()) and any(v['dicom'] for v in found.values()):
+            add('notes', root, "DICOM only: train with data.input='dicom', or convert with stroke-ct dicom2png")
     rep['reasons'] = _reasons(rep, root, rows is not None)
     rep['ok'], rep['seconds'] = not rep['reasons'], round(time.perf_counter()-t0, 3)
     return rep
@@ -143,13 +191,18 @@ def format_report(rep:dict, # from `check_data`
     "The `check_data` report as text"
     out = [f"check-data {rep['root']}" + (f"  (manifest: {rep['manifest']})" if rep['manifest'] else '') + f"  [{rep['seconds']:.1f} s]"]
     if rep['n_images']:
-        t = pd.DataFrame(rep['files']).T if rep['files'] else pd.DataFrame(index=SUBTYPES)
+        t = pd.DataFrame(rep['files']).T if rep['files'] else pd.DataFrame(index=list(rep['counts']))
         t.insert(0, 'images', pd.Series(rep['counts']))
         if rep['splits']: t = t.join(pd.DataFrame(rep['splits']))
         t.loc['total'] = t.sum()
         out += [f"{rep['n_images']} images", t.to_string()]
     elif not rep['manifest'] or rep['counts']: out.append('no images')
-    for k in ('missing', 'unreadable', 'conflicts', 'warnings'):
+    if t := rep['tasks']:
+        c, s = t['classification'], t['segmentation']
+        out.append(f"classification: {c['normal'] + c['stroke']} images ({c['normal']} normal, {c['stroke']} stroke)" + ('' if c['usable'] else ': not usable (needs both)'))
+        out.append(f"segmentation: {s['masks']} stroke images with a mask" + (f", {s['overlays']} with an OVERLAY (rebuild masks: stroke-ct masks-from-overlays)" if s['overlays'] else '')
+                   + ('' if s['usable'] else ': rebuild the masks first' if s['overlays'] else ': not usable, a classification-only set'))
+    for k in ('missing', 'unreadable', 'conflicts', 'warnings', 'notes'):
         if not rep[k]: continue
         out.append(f'{k} ({len(rep[k])}):')
         out += [f"  {o['file']}: {o['problem']}" for o in rep[k][:max_rows]]

@@ -4,27 +4,36 @@
 
 # %% ../../nbs/03_data.dicom.ipynb #556d9b75
 from __future__ import annotations
-import warnings
+import errno, os, warnings, zlib
+from io import BytesIO
 from pathlib import Path
 import numpy as np, torch, pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.filereader import read_dataset, read_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.uid import ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian
 from fastai.medical.imaging import dicom_windows  # also patches `DcmDataset.scaled_px` and `Tensor.windowed`
 from fastprogress.fastprogress import progress_bar
 import pandas as pd
 from ..core import BadInput, ErrorLog, save_png, write_csv, torch_threads
 
 # %% auto #0
-__all__ = ['WINDOWS', 'WINDOW_CHOICES', 'PNG_SIGNATURE', 'DICOM_SUFFIXES', 'read_dicom', 'dicom_hu', 'window_u8', 'dicom_u8',
-           'read_slice', 'resize_slice', 'sniff', 'find_slices', 'dicom2png', 'dicom2png_cli']
+__all__ = ['WINDOWS', 'WINDOW_CHOICES', 'FILE_WINDOW', 'PNG_SIGNATURE', 'JPEG_SIGNATURE', 'DICOM_SUFFIXES', 'JPEG_SUFFIXES',
+           'SLICE_KINDS', 'dicom_header', 'read_dicom', 'rescale_of', 'n_frames', 'dicom_hu', 'window_u8',
+           'dicom_window', 'dicom_u8', 'image_mode', 'read_slice', 'resize_slice', 'sniff', 'find_slices', 'frame_name',
+           'dicom_frames', 'expand_frames', 'dicom2png', 'dicom2png_cli']
 
 # %% ../../nbs/03_data.dicom.ipynb #cf8e107f
 WINDOWS = {k: tuple(getattr(dicom_windows, k)) for k in ('brain', 'subdural', 'stroke')}  # name -> (width, level)
 WINDOW_CHOICES = [*WINDOWS, 'multi']  # what `window=` accepts by name (`multi` = brain, subdural, stroke as RGB)
+FILE_WINDOW = 'file'  # a DICOM's own window (its first WindowCenter/WindowWidth pair)
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'  # the first 8 bytes of every PNG file
+JPEG_SIGNATURE = b'\xff\xd8\xff'     # the first 3 bytes of every JPEG file
 DICOM_SUFFIXES = ('.dcm', '.dicom')
+JPEG_SUFFIXES = ('.jpg', '.jpeg')
+SLICE_KINDS = ('png', 'jpeg', 'dicom')  # the files a folder search picks up (see `sniff`)
 
 # %% ../../nbs/03_data.dicom.ipynb #a8b13057
 def _no_pixels_reason(ds):
@@ -32,15 +41,34 @@ def _no_pixels_reason(ds):
     kind = getattr(sop, 'name', None) or (str(sop) if sop else 'unknown SOP class')
     return f'no pixel data ({kind}' + ('; the file may be truncated)' if 'Image' in kind else ')')
 
+def _dims(ds, fn)->tuple:
+    "(rows, columns, frames, samples per pixel) as the header declares them; `BadInput` when they are not sizes"
+    try:
+        r, c = int(ds.Rows), int(ds.Columns)
+        nf, spp = int(ds.get('NumberOfFrames', 1) or 1), int(ds.get('SamplesPerPixel', 1) or 1)
+    except AttributeError: raise BadInput(fn, 'no Rows/Columns in the header') from None
+    except (TypeError, ValueError):
+        raise BadInput(fn, f"invalid image size in the header (Rows {ds.get('Rows')!r}, Columns {ds.get('Columns')!r}, "
+                           f"NumberOfFrames {ds.get('NumberOfFrames')!r})") from None
+    if min(r, c, nf, spp) < 1: raise BadInput(fn, f'invalid image size {c}x{r}, {nf} frame(s)')
+    return r, c, nf, spp
+
+def _check_size(ds, fn):
+    "Refuse, before decoding, a DICOM whose header declares more pixels than PIL's decompression-bomb limit"
+    r, c, nf, spp = _dims(ds, fn)
+    lim = Image.MAX_IMAGE_PIXELS
+    if lim and r*c*nf*spp > lim:
+        raise BadInput(fn, f'too large: the header declares {c}x{r} pixels x {nf} frame(s) x {spp} sample(s) = {r*c*nf*spp:,} values, '
+                           f'above the limit of {lim:,} (PIL.Image.MAX_IMAGE_PIXELS, as for PNG and JPEG): not decoded')
+
 def _check_pixels(ds:Dataset, fn):
-    "Raise `BadInput` unless `ds` holds one decodable greyscale frame; returns the pixel array"
+    "Raise `BadInput` unless `ds` holds decodable greyscale pixels (one frame, or several); returns the pixel array"
     if not any(k in ds for k in ('PixelData', 'FloatPixelData', 'DoubleFloatPixelData')): raise BadInput(fn, _no_pixels_reason(ds))
     spp, pi = ds.get('SamplesPerPixel', 1), str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip()
     if spp != 1 or pi not in ('MONOCHROME1', 'MONOCHROME2'):
         raise BadInput(fn, f'colour image (PhotometricInterpretation {pi}, {spp} samples per pixel): expected a greyscale CT slice')
-    try: nf = int(ds.get('NumberOfFrames', 1) or 1)
-    except (TypeError, ValueError): raise BadInput(fn, f'invalid NumberOfFrames {ds.get("NumberOfFrames")!r}') from None
-    if nf > 1: raise BadInput(fn, f'multi-frame image ({nf} frames): expected one slice per file')
+    nf = _dims(ds, fn)[2]
+    _check_size(ds, fn)
     ts = getattr(getattr(ds, 'file_meta', None), 'TransferSyntaxUID', None)
     try:
         with warnings.catch_warnings():
@@ -50,48 +78,129 @@ def _check_pixels(ds:Dataset, fn):
         msg = ' '.join(o.strip() for o in str(e).splitlines() if o.strip())[:300] or type(e).__name__
         if 'less than expected' in msg or 'shorter than' in msg: raise BadInput(fn, f'truncated pixel data: {msg}') from None
         raise BadInput(fn, f'cannot decode pixel data ({getattr(ts, "name", ts) or "unknown transfer syntax"}): {msg}') from None
-    if a.ndim != 2: raise BadInput(fn, f'unexpected pixel array shape {a.shape}: expected one 2-D slice')
+    if not (a.ndim == 2 and nf == 1 or a.ndim == 3 and a.shape[0] == nf):
+        raise BadInput(fn, f'unexpected pixel array shape {a.shape} for {nf} frame(s) of greyscale pixels')
     return a
 
 # %% ../../nbs/03_data.dicom.ipynb #ad3a9f10
-def read_dicom(fn:str|Path, # a DICOM file (with or without the `DICM` preamble)
-               force:bool=True, # if no preamble, retry with pydicom's `force=True`
-              )->Dataset:  # dataset whose `pixel_array` is decoded and cached
-    "Read one greyscale DICOM slice; `BadInput` if unreadable, without pixels, colour, multi-frame or truncated"
-    fn = Path(fn)
-    if not fn.is_file(): raise BadInput(fn, 'no such file' if not fn.exists() else 'not a file')
-    try: ds = pydicom.dcmread(fn)
+_HEADER_BYTES = 1 << 20   # how much of a deflated data set is inflated to read its header
+
+def _deflated_header(fn)->Dataset|None:
+    "The header (no pixels) of a deflated DICOM, inflating at most `_HEADER_BYTES`; None if the file is not deflated"
+    try: meta = read_file_meta_info(fn)
+    except Exception: return None
+    if meta.get('TransferSyntaxUID') != DeflatedExplicitVRLittleEndian: return None
+    with open(fn, 'rb') as f:
+        f.seek(132)
+        read_dataset(f, False, True, stop_when=lambda tag, vr, length: tag.group != 2)   # past the file meta group
+        z, buf = zlib.decompressobj(-zlib.MAX_WBITS), b''
+        while len(buf) < _HEADER_BYTES and not z.eof:
+            data = z.unconsumed_tail or f.read(1 << 16)
+            if not data: break
+            buf += z.decompress(data, _HEADER_BYTES - len(buf))
+    ds = read_dataset(BytesIO(buf), False, True, stop_when=lambda tag, vr, length: tag.group >= 0x7FE0)
+    ds.file_meta = meta
+    return ds
+
+def _dcmread(fn:Path, force:bool, header:bool)->Dataset:
+    "pydicom.dcmread of the whole file or of its header only, with the fallback for files without a preamble"
+    kw = dict(stop_before_pixels=True) if header else {}
+    try:
+        with warnings.catch_warnings():     # pydicom warns about odd values (an IS of '1A'); we check what we use
+            warnings.simplefilter('ignore')
+            if header and (ds := _deflated_header(fn)) is not None: return ds
+            return pydicom.dcmread(fn, **kw)
     except InvalidDicomError:
         if not force or fn.stat().st_size < 132: raise BadInput(fn, 'not a DICOM file (no DICM preamble)') from None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                ds = pydicom.dcmread(fn, force=True)
-            ok = 'PixelData' in ds and 'Rows' in ds and 'Columns' in ds
+                ds = pydicom.dcmread(fn, force=True, **kw)
+            ok = 'Rows' in ds and 'Columns' in ds and (header or 'PixelData' in ds)
         except Exception: ok = False
         if not ok: raise BadInput(fn, 'not a DICOM file (no DICM preamble, and no image when read anyway)') from None
         if 'TransferSyntaxUID' not in ds.file_meta:   # a bare data set: decode it the way pydicom parsed it
             implicit, little = ds.original_encoding
             ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        return ds
     except Exception as e: raise BadInput(fn, f'unreadable DICOM ({type(e).__name__}: {str(e)[:200]})') from None
+
+def dicom_header(fn:str|Path, force:bool=True)->Dataset:
+    "The header of a DICOM file without its pixels (a deflated file inflated only as far as its header); `BadInput` if unreadable"
+    return _dcmread(Path(fn), force, header=True)
+
+def read_dicom(fn:str|Path, # a DICOM file (with or without the `DICM` preamble)
+               force:bool=True, # if no preamble, retry with pydicom's `force=True`
+              )->Dataset:  # dataset whose `pixel_array` is decoded and cached
+    "Read one greyscale DICOM (one slice or several frames); `BadInput` if unreadable, too large, without pixels, colour or truncated"
+    fn = Path(fn)
+    if not fn.is_file(): raise BadInput(fn, 'no such file' if not fn.exists() else 'not a file')
+    hdr = _dcmread(fn, force, header=True)
+    if 'Rows' in hdr and 'Columns' in hdr: _check_size(hdr, fn)   # before the pixels are read, let alone decoded
+    ds = _dcmread(fn, force, header=False)
     _check_pixels(ds, fn)
     return ds
 
 # %% ../../nbs/03_data.dicom.ipynb #555d0bed
+def _first(v):
+    "The first value of an element that may hold several (`WindowCenter` 40\\400)"
+    return v[0] if isinstance(v, (MultiValue, list, tuple)) and len(v) else v
+
+def _number(v, name:str, fn)->float:
+    "A finite number from a DICOM value (the first of several); `BadInput` naming the element otherwise"
+    try: x = float(_first(v))
+    except (TypeError, ValueError): raise BadInput(fn, f'invalid {name} {v!r}') from None
+    if not np.isfinite(x): raise BadInput(fn, f'invalid {name} {v!r}')
+    return x
+
+def _frame_value(ds, frame, seq:str, name:str):
+    "`name` at the top level of `ds`, else in functional group `seq` of frame `frame` (per-frame, then shared); None if absent"
+    v = ds.get(name, None)
+    if v not in (None, ''): return v
+    for fg, i in (('PerFrameFunctionalGroupsSequence', frame or 0), ('SharedFunctionalGroupsSequence', 0)):
+        items = ds.get(fg, None) or []
+        if i < len(items) and (s := items[i].get(seq, None)) and (v := s[0].get(name, None)) not in (None, ''): return v
+    return None
+
+def rescale_of(ds:Dataset, # a DICOM data set
+               frame:int|None=None, # frame (enhanced multi-frame files may rescale each frame differently)
+               fn=None,    # file name for errors
+              )->tuple:    # (slope, intercept)
+    "The modality rescale of `ds`: slope 1 when only an intercept is given, (1, 0) when neither is"
+    s = _frame_value(ds, frame, 'PixelValueTransformationSequence', 'RescaleSlope')
+    i = _frame_value(ds, frame, 'PixelValueTransformationSequence', 'RescaleIntercept')
+    if s is not None and i is None: raise BadInput(fn or '<dataset>', 'RescaleSlope without RescaleIntercept')
+    return (1. if s is None else _number(s, 'RescaleSlope', fn), 0. if i is None else _number(i, 'RescaleIntercept', fn))
+
+def n_frames(ds:Dataset)->int:
+    "How many frames (slices) a DICOM data set holds"
+    try: return max(1, int(ds.get('NumberOfFrames', 1) or 1))
+    except (TypeError, ValueError): return 1
+
+def _frame(a:np.ndarray, fn, frame):
+    "Frame `frame` of a decoded pixel array (a single-frame array is frame 0)"
+    n = 1 if a.ndim == 2 else len(a)
+    if frame is None and n > 1:
+        raise BadInput(fn, f'multi-frame image ({n} frames): read it one frame at a time (frame=0..{n-1}); dicom2png writes each frame as its own PNG')
+    k = frame or 0
+    if not (isinstance(k, (int, np.integer)) and 0 <= k < n): raise BadInput(fn, f'no frame {frame}: the file has {n} frame(s)')
+    return a if a.ndim == 2 else a[k]
+
 def dicom_hu(fn_or_ds:str|Path|Dataset, # a DICOM file or a dataset read with `read_dicom`/`pydicom.dcmread`
+             frame:int|None=None, # which frame of a multi-frame file (from 0); None for a single slice
             )->np.ndarray: # float32 HxW Hounsfield units (stored values if the file has no rescale)
-    "Hounsfield units of one slice: fastai's `scaled_px` (RescaleSlope, RescaleIntercept)"
+    "Hounsfield units of one slice: stored values x RescaleSlope + RescaleIntercept"
     ds = fn_or_ds if isinstance(fn_or_ds, Dataset) else read_dicom(fn_or_ds)
     fn = getattr(ds, 'filename', None) or '<dataset>'
-    if isinstance(fn_or_ds, Dataset): _check_pixels(ds, fn)
-    if 'RescaleSlope' in ds and 'RescaleIntercept' not in ds: raise BadInput(fn, 'RescaleSlope without RescaleIntercept')
-    try: return ds.scaled_px.numpy().astype(np.float32)
-    except Exception as e: raise BadInput(fn, f'cannot rescale pixel values ({type(e).__name__}: {e})') from None
+    a = _frame(_check_pixels(ds, fn) if isinstance(fn_or_ds, Dataset) else ds.pixel_array, fn, frame)
+    slope, icpt = rescale_of(ds, frame, fn)
+    return (a.astype(np.float64)*slope + icpt).astype(np.float32)
 
 # %% ../../nbs/03_data.dicom.ipynb #193b459e
 def _window_wl(window):
     if isinstance(window, str):
-        if window not in WINDOWS: raise ValueError(f'unknown window {window!r}: use one of {WINDOW_CHOICES} or a (width, level) pair')
+        if window == FILE_WINDOW: raise ValueError("window 'file' is the DICOM's own window: it needs the file (dicom_u8, read_slice)")
+        if window not in WINDOWS: raise ValueError(f'unknown window {window!r}: use one of {WINDOW_CHOICES}, {FILE_WINDOW!r} (DICOM only) or a (width, level) pair')
         return WINDOWS[window]
     w, l = window
     if not w >= 2: raise ValueError(f'window width must be at least 2 HU, got {w}')
@@ -110,42 +219,83 @@ def window_u8(hu:np.ndarray, # Hounsfield units, HxW
     return 255 - x if invert else x
 
 # %% ../../nbs/03_data.dicom.ipynb #160925c6
+def dicom_window(ds:Dataset, # a DICOM data set
+                 frame:int|None=None, # frame of a multi-frame file
+                 fn=None,     # file name for errors
+                )->tuple|None: # (width, level) in HU, or None when the file has no window
+    "The file's own window: its first WindowWidth/WindowCenter pair (several may be stored)"
+    c = _frame_value(ds, frame, 'FrameVOILUTSequence', 'WindowCenter')
+    w = _frame_value(ds, frame, 'FrameVOILUTSequence', 'WindowWidth')
+    if c is None or w is None: return None
+    w, c = _number(w, 'WindowWidth', fn), _number(c, 'WindowCenter', fn)
+    if w < 2: raise BadInput(fn or '<dataset>', f'WindowWidth {w} is too narrow to use (at least 2 HU)')
+    return w, c
+
 def dicom_u8(fn_or_ds:str|Path|Dataset, # a DICOM file or dataset
-             window:str|tuple='brain', # see `window_u8`
+             window:str|tuple='brain', # see `window_u8`, or 'file' for the file's own window
+             frame:int|None=None,      # frame of a multi-frame file (from 0)
             )->np.ndarray: # uint8 HxW (HxWx3 for 'multi')
     "Windowed 8-bit image of a DICOM slice, inverted after windowing if it is MONOCHROME1"
     ds = fn_or_ds if isinstance(fn_or_ds, Dataset) else read_dicom(fn_or_ds)
+    fn = getattr(ds, 'filename', None) or '<dataset>'
+    if isinstance(window, str) and window == FILE_WINDOW:
+        window = dicom_window(ds, frame, fn)
+        if window is None: raise BadInput(fn, "no WindowCenter/WindowWidth in the file: choose a window (brain, subdural, stroke, multi)")
     inv = str(ds.get('PhotometricInterpretation', '')).strip() == 'MONOCHROME1'
-    return window_u8(dicom_hu(ds), window, invert=inv)
+    return window_u8(dicom_hu(ds, frame), window, invert=inv)
 
 # %% ../../nbs/03_data.dicom.ipynb #890fcf8e
-def _read_png(fn, multi=False):
+def _open_image(fn, kind:str):
+    "PIL image of a PNG/JPEG file, size-checked before decoding; `BadInput` if it cannot be read"
     try:
-        with Image.open(fn) as im:
-            im.load()
-            if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'): raise BadInput(fn, f'{im.mode} PNG (16-bit or float): expected an 8-bit windowed slice')
-            a = np.asarray(im.convert('L') if im.mode in ('1', 'LA') else im.convert('RGB') if im.mode != 'L' else im)
+        im = Image.open(fn)
+        w, h = im.size
+        if Image.MAX_IMAGE_PIXELS and w*h > Image.MAX_IMAGE_PIXELS:
+            im.close()
+            raise BadInput(fn, f'too large: {w}x{h} pixels, above the limit of {Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS): not decoded')
+        im.load()
+        return im
     except BadInput: raise
-    except Exception as e: raise BadInput(fn, f'unreadable PNG ({type(e).__name__}: {e})') from None
+    except Exception as e: raise BadInput(fn, f'unreadable {kind.upper()} ({type(e).__name__}: {e})') from None
+
+def image_mode(fn:str|Path)->str|None:
+    "How an image file is stored, read from its header only: PIL's mode ('L', 'RGB', 'RGBA', ...), None if unreadable"
+    try:
+        with Image.open(fn) as im: return im.mode
+    except Exception: return None
+
+def _read_image(fn, kind:str, multi=False):
+    with _open_image(fn, kind) as im:
+        if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'): raise BadInput(fn, f'{im.mode} {kind.upper()} (16-bit or float): expected an 8-bit windowed slice')
+        rgb = im.mode not in ('1', 'L', 'LA')
+        a = np.asarray(im.convert('RGB') if rgb else im.convert('L'))
+        if rgb and kind == 'jpeg': luma = np.asarray(im.convert('RGB').convert('L'))
     if a.ndim == 2: return np.repeat(a[..., None], 3, axis=-1) if multi else a
     if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
         return np.repeat(a[..., :1], 3, axis=-1) if multi else np.ascontiguousarray(a[..., 0])
+    if multi and kind == 'png': return a
+    if kind == 'jpeg' and ((a.max(-1).astype(np.int16) - a.min(-1)) > 32).mean() <= 0.01:    # grey under JPEG noise
+        return np.repeat(luma[..., None], 3, axis=-1) if multi else luma
     if multi: return a
-    raise BadInput(fn, 'colour PNG (its channels differ): expected a grey CT slice')
+    raise BadInput(fn, f'colour {kind.upper()} (its channels differ): expected a grey CT slice')
 
-def read_slice(fn:str|Path, # a PNG (already windowed) or a DICOM
-               window:str|tuple='brain', # DICOM window (see `window_u8`); for PNGs only 'multi' matters
+def read_slice(fn:str|Path, # a PNG or JPEG (already windowed) or a DICOM
+               window:str|tuple='brain', # DICOM window (see `dicom_u8`); for PNG/JPEG only 'multi' matters
+               frame:int|None=None,      # frame of a multi-frame DICOM (from 0)
               )->np.ndarray: # uint8 HxW, or HxWx3 for 'multi'
-    "Read a slice as uint8: a grey (or R=G=B) PNG as it is, a DICOM through `dicom_u8`"
+    "Read a slice as uint8: a grey (or R=G=B) PNG, a JPEG converted to grey, a DICOM through `dicom_u8`"
     fn = Path(fn)
     multi = isinstance(window, str) and window == 'multi'
-    if not multi: _window_wl(window)
+    if not (multi or window == FILE_WINDOW): _window_wl(window)
     if not fn.is_file(): raise BadInput(fn, 'no such file' if not fn.exists() else 'not a file')
     with open(fn, 'rb') as f: head = f.read(8)
-    if head == PNG_SIGNATURE: return _read_png(fn, multi)
-    try: return dicom_u8(fn, window)
+    kind = 'png' if head == PNG_SIGNATURE else 'jpeg' if head[:3] == JPEG_SIGNATURE else None
+    if kind:
+        if frame not in (None, 0): raise BadInput(fn, f'no frame {frame}: a {kind.upper()} holds one image')
+        return _read_image(fn, kind, multi)
+    try: return dicom_u8(fn, window, frame)
     except BadInput as e:
-        if e.reason.startswith('not a DICOM'): raise BadInput(fn, 'neither a PNG nor a DICOM file') from None
+        if e.reason.startswith('not a DICOM'): raise BadInput(fn, 'neither a PNG, a JPEG nor a DICOM file') from None
         raise
 
 # %% ../../nbs/03_data.dicom.ipynb #e1821656
@@ -156,33 +306,70 @@ def resize_slice(a:np.ndarray, # uint8 HxW or HxWx3 slice
     return a if a.shape[:2] == (size, size) else np.asarray(Image.fromarray(a).resize((size, size), Image.BILINEAR))
 
 # %% ../../nbs/03_data.dicom.ipynb #d1ce0002
+_KIND_NAMES = {'png': 'PNG', 'jpeg': 'JPEG', 'dicom': 'DICOM'}
+
+def _kinds_text(kinds)->str:
+    "'a PNG, JPEG or DICOM' for ('png', 'jpeg', 'dicom')"
+    n = [_KIND_NAMES[k] for k in kinds]
+    return 'a ' + (', '.join(n[:-1]) + ' or ' + n[-1] if len(n) > 1 else n[0])
+
 def sniff(fn:str|Path, # a file
-         )->str|None:  # 'png', 'dicom' or None
-    "What a file holds: PNG (signature, else suffix), DICOM (`DICM` marker, else suffix), or neither"
+         )->str|None:  # 'png', 'jpeg', 'dicom' or None
+    "What a file holds: PNG or JPEG (signature, else suffix), DICOM (`DICM` marker, else suffix), or neither"
     fn = Path(fn)
     try:
         with open(fn, 'rb') as f: head = f.read(132)
     except OSError: head = b''
     if head[:8] == PNG_SIGNATURE: return 'png'
+    if head[:3] == JPEG_SIGNATURE: return 'jpeg'
     if head[128:132] == b'DICM': return 'dicom'
     suf = fn.suffix.lower()
-    return 'png' if suf == '.png' else 'dicom' if suf in DICOM_SUFFIXES else None
+    return 'png' if suf == '.png' else 'jpeg' if suf in JPEG_SUFFIXES else 'dicom' if suf in DICOM_SUFFIXES else None
+
+def _walk(top:Path, add, exclude=None)->list:
+    "Every file under folder `top` (symbolic links to folders followed once); what is left out goes to `add(path, reason)`"
+    seen, out, stack = {os.path.realpath(top)}, [], [top]
+    while stack:
+        d = stack.pop()
+        try: entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e: add(d, f'folder not searched: {e.strerror or e}'); continue
+        for e in entries:
+            p = Path(e.path)
+            if exclude is not None and os.path.realpath(p) == exclude: continue
+            try: is_dir, is_file = e.is_dir(), e.is_file()
+            except OSError as err: add(p, 'symbolic link loop' if err.errno == errno.ELOOP else f'unreadable ({err.strerror or err})'); continue
+            if e.name.startswith('.'): add(p, 'hidden folder, not searched' if is_dir else 'hidden file'); continue
+            if is_dir:
+                rp = os.path.realpath(p)
+                if rp in seen or os.path.realpath(d).startswith(rp + os.sep):
+                    add(p, f'symbolic link loop: {rp} is searched already'); continue
+                seen.add(rp); stack.append(p)
+            elif is_file: out.append(p)
+            elif e.is_symlink():
+                try: os.stat(p); add(p, 'not a regular file')
+                except OSError as err: add(p, 'symbolic link loop' if err.errno == errno.ELOOP else f'broken symbolic link ({err.strerror})')
+            else: add(p, 'not a regular file (device, pipe or socket)')
+    return sorted(out)
 
 def find_slices(inputs,                  # a file or folder, or a list of them (folders searched recursively)
                 log:ErrorLog|None=None,  # missing inputs are recorded here
-                kinds=('png', 'dicom'),  # which kinds a folder's files must be (see `sniff`)
+                kinds=SLICE_KINDS,       # which kinds a folder's files must be (see `sniff`)
                 exclude=None,            # a folder to leave out (an output folder inside an input folder)
+                skipped:ErrorLog|None=None, # files of a folder that are not picked up, with the reason
                )->list:                  # (file, path relative to its input) pairs, in input order, folders sorted
     "Slice files in `inputs`: folders searched recursively for files whose `sniff` is in `kinds`; named files kept"
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    ex = Path(exclude).resolve() if exclude is not None else None
+    ex = os.path.realpath(exclude) if exclude is not None else None
+    add = skipped.add if skipped is not None else (lambda f, why: None)
+    want = _kinds_text(kinds)
     res = []
     for p in map(Path, inputs):
         if p.is_dir():
-            fs = [f for f in sorted(p.rglob('*')) if f.is_file() and f.name.upper() != 'DICOMDIR'
-                  and not any(o.startswith('.') for o in f.relative_to(p).parts) and sniff(f) in kinds]
-            if ex is not None: fs = [f for f in fs if ex not in f.resolve().parents]
-            res += [(f, f.relative_to(p)) for f in fs]
+            for f in _walk(p, add, ex):
+                if f.name.upper() == 'DICOMDIR': add(f, 'DICOMDIR index file, not a slice'); continue
+                k = sniff(f)
+                if k in kinds: res.append((f, f.relative_to(p)))
+                else: add(f, f'a {_KIND_NAMES[k]} file, not {want}' if k else f'not {want} file')
         elif p.is_file(): res.append((p, Path(p.name)))
         elif log is not None: log.add(p, 'no such file or folder')
     return res
@@ -198,33 +385,58 @@ def _png_names(rels):
     return out
 
 # %% ../../nbs/03_data.dicom.ipynb #2b3bfcdf
+def frame_name(stem:str, frame:int, n:int)->str:
+    "The name of frame `frame` (from 0) of a file with `n` frames: `<stem>_<frame number from 1, zero-padded>`"
+    return f'{stem}_{frame + 1:0{len(str(n))}d}'
+
+def dicom_frames(fn:str|Path)->int:
+    "How many frames a DICOM file holds, from its header alone (1 for an ordinary slice); `BadInput` if it cannot be read"
+    return n_frames(dicom_header(fn))
+
+def expand_frames(found:list, # (file, relative path) pairs, as `find_slices` gives them
+                 )->list:     # (file, relative path, frame or None) triples; a multi-frame file gives one per frame
+    "One entry per slice: a multi-frame DICOM's frames as `<stem>_<frame>` (see `frame_name`), other files as they are"
+    out = []
+    for f, rel in found:
+        try: n = dicom_frames(f) if sniff(f) == 'dicom' else 1
+        except BadInput: n = 1                  # unreadable: reported when it is read
+        if n == 1: out.append((f, rel, None))
+        else:
+            suf = rel.suffix if rel.suffix.lower() in DICOM_SUFFIXES else ''     # '1.2.3.4' has no suffix to keep
+            out += [(f, rel.with_name(frame_name(rel.name[:len(rel.name) - len(suf)], k, n) + suf), k) for k in range(n)]
+    return out
+
 def dicom2png(inputs, # DICOM files and/or folders (searched recursively)
               out:str|Path, # output folder
-              window:str|tuple='brain', # 'brain', 'subdural', 'stroke', 'multi' (RGB) or (width, level)
+              window:str|tuple='brain', # 'brain', 'subdural', 'stroke', 'multi' (RGB), 'file' (the file's own) or (width, level)
               progress:bool=True, # show a progress bar
-             )->tuple: # (list of written PNG paths, ErrorLog)
-    "Convert DICOM slices to windowed 8-bit PNGs in `out`; bad files go to `out/errors.csv`"
-    if not (isinstance(window, str) and window == 'multi'): _window_wl(window)
-    out, log = Path(out), ErrorLog()
-    found = find_slices(inputs, log, kinds=('dicom',))
-    written, rows = [], []
-    todo = list(zip(found, _png_names([r for _, r in found])))
+             )->tuple: # (list of written PNG paths, ErrorLog of failed files, ErrorLog of skipped files)
+    "Convert DICOM slices (each frame of a multi-frame file) to windowed 8-bit PNGs in `out`; failures in errors.csv, skipped files in skipped.csv"
+    if not (isinstance(window, str) and window in ('multi', FILE_WINDOW)): _window_wl(window)
+    out, log, skipped = Path(out), ErrorLog(), ErrorLog()
+    todo = expand_frames(find_slices(inputs, log, kinds=('dicom',), exclude=out, skipped=skipped))
+    names = _png_names([r for _, r, _ in todo])
+    written, rows, last, failed = [], [], (None, None), set()
     with torch_threads(1):
-        for (src, _), name in (progress_bar(todo) if progress and len(todo) > 1 else todo):
+        for (src, _, k), name in (progress_bar(list(zip(todo, names))) if progress and len(todo) > 1 else zip(todo, names)):
+            if src in failed: continue                   # a multi-frame file that failed: one error row, not one per frame
             try:
-                fn = save_png(out/name, dicom_u8(src, window))
-                written.append(fn); rows.append({'file': str(src), 'png': str(fn)})
-            except Exception as e: log.add(src, e)
+                if last[0] != src: last = (src, read_dicom(src))   # a multi-frame file is read once for all its frames
+                fn = save_png(out/name, dicom_u8(last[1], window, k))
+                written.append(fn); rows.append({'file': str(src), 'frame': '' if k is None else k + 1, 'png': str(fn)})
+            except Exception as e: log.add(src, e); failed.add(src)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out/'converted.csv', pd.DataFrame(rows, columns=['file', 'png']))
+    write_csv(out/'converted.csv', pd.DataFrame(rows, columns=['file', 'frame', 'png']))
     log.write(out/'errors.csv')
-    return written, log
+    skipped.write(out/'skipped.csv')
+    return written, log, skipped
 
 # %% ../../nbs/03_data.dicom.ipynb #d105c91a
 def dicom2png_cli(inputs, out, window='brain', progress=True)->tuple: # (exit code, one-line summary)
     "Run `dicom2png` for the CLI: exit code 0 if at least one PNG was written, and a summary line"
-    written, log = dicom2png(inputs, out, window=window, progress=progress)
+    written, log, skipped = dicom2png(inputs, out, window=window, progress=progress)
     msg = f'wrote {len(written)} PNG(s) to {out}'
     if len(log): msg += f'; {len(log)} file(s) failed, see {Path(out)/"errors.csv"}'
+    if len(skipped): msg += f'; {len(skipped)} file(s) skipped (not DICOM, hidden, links), see {Path(out)/"skipped.csv"}'
     if not written and not len(log): msg += ' (no DICOM files found)'
     return (0 if written else 1), msg

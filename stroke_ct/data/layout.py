@@ -5,21 +5,23 @@
 # %% ../../nbs/05_data.layout.ipynb #d4a100c1
 from __future__ import annotations
 import os, re, unicodedata
+from collections import Counter
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 from ..core import BadInput, write_text
 
 # %% auto #0
-__all__ = ['SUBTYPES', 'OFFICIAL_FOLDERS', 'MANIFEST_COLS', 'KINDS', 'SPLITS', 'norm_name', 'subtype_of', 'kind_of',
-           'layout_index', 'id_sort_key', 'scan_layout', 'fake_layout', 'find_image_files', 'manifest_problems',
-           'read_manifest', 'manifest_text', 'write_manifest', 'update_manifest', 'resolve']
+__all__ = ['SUBTYPES', 'LABELS', 'OFFICIAL_FOLDERS', 'MANIFEST_COLS', 'KINDS', 'SPLITS', 'norm_name', 'subtype_of', 'kind_of',
+           'layout_index', 'id_sort_key', 'label_order', 'scan_layout', 'fake_layout', 'find_image_files',
+           'manifest_problems', 'read_manifest', 'manifest_text', 'write_manifest', 'update_manifest', 'resolve']
 
 # %% ../../nbs/05_data.layout.ipynb #e9ebed85
 SUBTYPES = ['normal', 'ischemic', 'hemorrhagic']
+LABELS = [*SUBTYPES, 'stroke']  # 'stroke': a stroke image whose subtype the data does not say (a Normal/Stroke set)
 OFFICIAL_FOLDERS = {'normal': 'INMEYOK', 'ischemic': 'ISKEMI', 'hemorrhagic': 'KANAMA'}
 MANIFEST_COLS = ['image_id', 'folder', 'subtype', 'stroke', 'split', 'seg_split']
-KINDS = ['png', 'dicom', 'mask', 'overlay']
+KINDS = ['png', 'dicom', 'mask', 'overlay']   # 'png': the 8-bit image (PNG or JPEG), as windowed by whoever wrote it
 SPLITS = ['train', 'valid', 'test']
 
 # %% ../../nbs/05_data.layout.ipynb #c3ec0cad
@@ -30,16 +32,20 @@ def norm_name(s:str, # a folder name or a label
     return re.sub(r'[\s_\-]+', '', s.replace('ı', 'i').casefold())
 
 # %% ../../nbs/05_data.layout.ipynb #bb3511c3
-_CLASS_KEYS = {'inmeyok': 'normal', 'normal': 'normal',
-               'iskemi': 'ischemic', 'ischemic': 'ischemic', 'ischemia': 'ischemic',
-               'kanama': 'hemorrhagic', 'hemorrhagic': 'hemorrhagic', 'hemorrhage': 'hemorrhagic'}
-_KIND_KEYS = {'png': 'png', 'pngs': 'png', 'dicom': 'dicom', 'dicoms': 'dicom', 'dcm': 'dicom',
+_CLASS_KEYS = {'inmeyok': 'normal', 'normal': 'normal', 'nostroke': 'normal', 'nonstroke': 'normal', 'healthy': 'normal',
+               'iskemi': 'ischemic', 'iskemik': 'ischemic', 'ischemic': 'ischemic', 'ischemia': 'ischemic',
+               'ischaemic': 'ischemic', 'ischaemia': 'ischemic',
+               'kanama': 'hemorrhagic', 'hemorrhagic': 'hemorrhagic', 'hemorrhage': 'hemorrhagic',
+               'haemorrhagic': 'hemorrhagic', 'haemorrhage': 'hemorrhagic',
+               'inme': 'stroke', 'inmevar': 'stroke', 'stroke': 'stroke'}
+_KIND_KEYS = {'png': 'png', 'pngs': 'png', 'jpg': 'png', 'jpeg': 'png', 'jpgs': 'png', 'image': 'png', 'images': 'png',
+              'img': 'png', 'imgs': 'png', 'dicom': 'dicom', 'dicoms': 'dicom', 'dcm': 'dicom',
               'mask': 'mask', 'masks': 'mask', 'overlay': 'overlay', 'overlays': 'overlay'}
-_EXTS = {'png': ('.png',), 'dicom': ('.dcm', '.dicom'), 'mask': ('.png',), 'overlay': ('.png',)}
+_EXTS = {'png': ('.png', '.jpg', '.jpeg'), 'dicom': ('.dcm', '.dicom'), 'mask': ('.png',), 'overlay': ('.png',)}
 
-def subtype_of(name:str, # a class folder name ('ISKEMI', 'Iskemi Veri Seti') or label ('İSKEMİ')
-              )->str|None: # one of `SUBTYPES`, or None
-    "The subtype a class folder name or label stands for"
+def subtype_of(name:str, # a class folder name ('ISKEMI', 'Iskemi Veri Seti', 'Stroke') or label ('İSKEMİ')
+              )->str|None: # one of `LABELS`, or None
+    "The label a class folder name or label stands for"
     k = norm_name(name)
     return _CLASS_KEYS.get(k[:-len('veriseti')] if k.endswith('veriseti') else k)
 
@@ -52,36 +58,78 @@ def _mtime(d)->int|None:
     try: return os.stat(d).st_mtime_ns
     except OSError: return None
 
-def _scan(root:Path)->dict:
-    "Walk `root` once: index files by (subtype, id) and record folder times for the cache"
-    files, dups, stamp, class_dirs = {}, [], [], {}
-    st = subtype_of(root.name)
+def _file_kind(e)->str|None:
+    "The kind of a file found outside kind folders in a plain class folder: an 8-bit image or a DICOM (suffix, else content)"
+    n = e.name.lower()
+    if n.endswith(_EXTS['png']): return 'png'
+    if n.endswith(_EXTS['dicom']): return 'dicom'
+    if '.' in n: return None
+    try:
+        with open(e.path, 'rb') as f: return 'dicom' if f.read(132)[128:] == b'DICM' else None   # extensionless scanner files
+    except OSError: return None
+
+def _walk_layout(root:Path, st=None, unlabelled=False)->tuple:
+    "Walk `root` once: (records, stamp, class_dirs); a record is (label, class dir, plain, sub-path, kind, path) per file"
+    recs, stamp, class_dirs = [], [], {}
+    st = None if unlabelled else subtype_of(root.name)
     if st: class_dirs[st] = root
-    stack = [(root, st, root if st else None, None, 0)]
+    stack = [(root, st, root if st or unlabelled else None, None, None, (), 0)]
     while stack:
-        d, st, cdir, kind, depth = stack.pop()
+        d, st, cdir, plain, kind, rel, depth = stack.pop()
         stamp.append((str(d), _mtime(d)))  # None for a missing root: its creation is noticed too
-        try: entries = sorted(os.scandir(d), key=lambda e: e.name)
+        try: entries = [e for e in sorted(os.scandir(d), key=lambda e: e.name) if not e.name.startswith('.')]
         except OSError: continue
+        isdir = {e.name: e.is_dir() for e in entries}
+        if d == cdir: plain = not any(isdir[e.name] and kind_of(e.name) in ('png', 'dicom') for e in entries)
         subs = []
         for e in entries:
-            if e.name.startswith('.'): continue
-            if e.is_dir():
+            if isdir[e.name]:
                 if depth >= 12: continue  # guards against symlink loops
-                s, k = (None, None) if kind else (subtype_of(e.name), kind_of(e.name) if st else None)
-                if s: class_dirs.setdefault(s, Path(e.path))
-                subs.append((Path(e.path), s, Path(e.path), None, depth+1) if s else (Path(e.path), st, cdir, kind or k, depth+1))
-            elif kind and e.name.lower().endswith(_EXTS[kind]):
-                rec = files.setdefault((st, e.name.rsplit('.', 1)[0]), {'folder': cdir})
-                if kind in rec: dups.append((e.path, rec[kind]))
-                else: rec[kind] = e.path
+                s = None if kind or unlabelled else subtype_of(e.name)
+                if s:
+                    class_dirs.setdefault(s, Path(e.path))
+                    subs.append((Path(e.path), s, Path(e.path), None, None, (), depth+1)); continue
+                k = kind or (kind_of(e.name) if cdir is not None else None)
+                subs.append((Path(e.path), st, cdir, plain, k, rel if k else rel + (e.name,), depth+1))
+            elif kind and e.name.lower().endswith(_EXTS[kind]): recs.append((st, cdir, plain, rel, kind, e.path))
+            elif not kind and plain and (k := _file_kind(e)): recs.append((st, cdir, plain, rel, k, e.path))
         stack.extend(reversed(subs))
-    return dict(root=root, files=files, dups=dups, stamp=stamp, class_dirs=class_dirs)
+    return recs, stamp, class_dirs
+
+def _stem(fn:str)->str: return os.path.basename(fn).rsplit('.', 1)[0]
+
+def _scan(root:Path)->dict:
+    "Index `root`: files by (label, id), files found twice, renamed ids, folder times for the cache; unlabelled if no class folder"
+    recs, stamp, class_dirs = _walk_layout(root)
+    unlabelled = not class_dirs and root.is_dir()
+    if unlabelled: recs, stamp, class_dirs = _walk_layout(root, unlabelled=True)
+    groups = {}                       # (label, class dir, sub-path, stem) -> {kind: path}; kind folders: (label, None, (), stem)
+    for st, cdir, plain, rel, kind, path in recs:
+        key = (st, cdir, rel, _stem(path)) if plain else (st, None, (), _stem(path))
+        groups.setdefault(key, {'folder': cdir, 'plain': plain, 'files': []})['files'].append((kind, path))
+    imgs = [k for k, g in groups.items() if g['plain'] and any(kd in ('png', 'dicom') for kd, _ in g['files'])]
+    used = Counter(k[3] for k in groups if not groups[k]['plain']) + Counter(k[3] for k in imgs)
+    files, dups, renamed, taken = {}, [], [], set()
+    for key in sorted(groups, key=lambda k: (str(k[1]), k[2], k[3])):
+        g, (st, cdir, rel, stem) = groups[key], key
+        iid = stem
+        if g['plain'] and used[stem] > 1:         # two images of plain folders share a name: use their paths
+            parts = [*Path(os.path.relpath(cdir, root)).parts, *rel, stem]
+            iid = base = '_'.join(o for o in parts if o != '.')
+            n = 1
+            while (st, iid) in taken or iid in used: n += 1; iid = f'{base}_{n}'
+            renamed.append((next(p for kd, p in g['files'] if kd in ('png', 'dicom')) if key in imgs else g['files'][0][1], iid))
+        if g['plain']: taken.add((st, iid))
+        rec = files.setdefault((st, iid), {'folder': g['folder']})
+        for kind, path in g['files']:
+            if kind in rec: dups.append((path, rec[kind]))
+            else: rec[kind] = path
+    return dict(root=root, files=files, dups=dups, renamed=renamed, stamp=stamp, class_dirs=class_dirs, unlabelled=unlabelled)
 
 _INDEX = {}
 def layout_index(root,              # a data folder
                  refresh:bool=False, # rescan even if nothing seems to have changed
-                )->dict:             # root, files {(subtype, id): {folder, png, dicom, mask, overlay}}, dups, stamp, class_dirs
+                )->dict:             # root, files {(label, id): {folder, png, dicom, mask, overlay}}, dups, renamed, stamp, class_dirs, unlabelled
     "The cached index of `root`, rescanned when `refresh` or when a folder under it changed"
     root = Path(root).absolute()
     ix = _INDEX.get(root)
@@ -93,11 +141,15 @@ def id_sort_key(s:str)->tuple:
     "Sort key of an image id: numeric ids in numeric order first, then the others alphabetically"
     return (0, int(s), s) if s.isdigit() else (1, 0, s)
 
-def scan_layout(root, # a data folder in the competition or the public-release layout
-               )->pd.DataFrame: # image_id, folder (class folder relative to root), subtype, png, dicom, mask, overlay
-    "Index every PNG/DICOM/MASK/OVERLAY under `root` in one walk"
+def label_order(label)->int:
+    "Sort key of a label: the order of `LABELS`, unlabelled (None) last"
+    return LABELS.index(label) if label in LABELS else len(LABELS)
+
+def scan_layout(root, # a data folder: competition or public-release layout, class folders, or images/ + masks/
+               )->pd.DataFrame: # image_id, folder (class folder relative to root), subtype (None: unlabelled), png, dicom, mask, overlay
+    "Index every image (PNG/JPEG/DICOM), MASK and OVERLAY under `root` in one walk"
     ix = layout_index(root, refresh=True)
-    keys = sorted(ix['files'], key=lambda k: (SUBTYPES.index(k[0]), id_sort_key(k[1])))
+    keys = sorted(ix['files'], key=lambda k: (label_order(k[0]), id_sort_key(k[1])))
     rows = []
     for st, iid in keys:
         rec = ix['files'][(st, iid)]
@@ -128,7 +180,8 @@ def fake_layout(root,            # the data folder to write into
                     ds.set_pixel_data((np.arange(size*size, dtype=np.uint16) % 4096).reshape(size, size), 'MONOCHROME2', 12)
                     ds.save_as(fn, enforce_file_format=True)
                 else:
-                    a = np.zeros((size, size, 3) if kind_of(k) in ('mask', 'overlay') else (size, size), np.uint8); a[2:5, 2:5] = 200
+                    a = np.zeros((size, size, 3) if kind_of(k) in ('mask', 'overlay') else (size, size), np.uint8)
+                    a[2:5, 2:5] = (0, 255, 0) if kind_of(k) == 'mask' else 200     # a mask: a hemorrhage square in the official palette
                     Image.fromarray(a).save(fn)
     return Path(root)
 
@@ -147,8 +200,8 @@ def manifest_problems(df:pd.DataFrame)->list:
     miss = [c for c in MANIFEST_COLS if c not in df.columns]
     if miss: return [f'missing columns {miss}']
     p, sub = [], df.subtype.astype(str)
-    checks = [(~sub.isin(SUBTYPES), f'subtype not in {SUBTYPES}'),
-              (pd.to_numeric(df.stroke, errors='coerce').ne((sub != 'normal').astype(int)), 'stroke is not 1 exactly for ischemic/hemorrhagic'),
+    checks = [(~sub.isin(LABELS), f'subtype not in {LABELS}'),
+              (pd.to_numeric(df.stroke, errors='coerce').ne((sub != 'normal').astype(int)), 'stroke is not 1 exactly for ischemic, hemorrhagic and stroke'),
               (~df.split.isin(SPLITS), f'split not in {SPLITS}'),
               (~df.seg_split.isin(['', *SPLITS]), "seg_split not in '', train, valid, test"),
               ((sub == 'normal') & (df.seg_split != ''), 'normal image with a seg_split'),
@@ -189,9 +242,9 @@ def update_manifest(df:pd.DataFrame, fn)->str:
 def resolve(df:pd.DataFrame, # a manifest (needs image_id, subtype)
             root,            # the data folder
            )->pd.DataFrame:  # copy of `df` plus png, dicom, mask, overlay (str path or None)
-    "Add each image's PNG, DICOM, MASK and OVERLAY paths under `root`"
+    "Add each image's PNG (or JPEG), DICOM, MASK and OVERLAY paths under `root`"
     files = layout_index(root)['files']
-    recs = [files.get((s, str(i)), {}) for s, i in zip(df.subtype, df.image_id)]
+    recs = [files.get((s, str(i))) or files.get((None, str(i)), {}) for s, i in zip(df.subtype, df.image_id)]   # unlabelled folders: by id
     out = df.copy()
     for k in KINDS: out[k] = pd.Series([r.get(k) for r in recs], index=df.index, dtype=object)
     return out

@@ -13,8 +13,9 @@ from ..core import BadInput, ErrorLog, save_png
 from ..metrics import SEG_CLASSES
 
 # %% auto #0
-__all__ = ['PALETTES', 'OVERLAY_RED', 'IMG_EXTS', 'get_palette', 'rgb_to_classes', 'classes_to_rgb', 'read_mask', 'resize_mask',
-           'save_mask', 'make_overlay', 'mask_from_overlay', 'masks_from_overlays']
+__all__ = ['PALETTES', 'OVERLAY_RED', 'OVERLAY_ALPHA', 'IMG_EXTS', 'get_palette', 'rgb_to_classes', 'classes_to_rgb', 'read_mask',
+           'resize_mask', 'save_mask', 'make_overlay', 'mask_from_overlay', 'masks_from_overlays',
+           'masks_from_overlays_cli']
 
 # %% ../../nbs/04_data.masks.ipynb #649b4a74
 PALETTES = {
@@ -126,6 +127,7 @@ def save_mask(fn, cls:np.ndarray, palette:str|dict='official', compress_level:in
 
 # %% ../../nbs/04_data.masks.ipynb #c885f8ca
 OVERLAY_RED = (255, 0, 0)
+OVERLAY_ALPHA = 0.75   # opacity of the red fill in the real hemorrhage sample (ischemia overlays of the release: about 0.5)
 
 def _grey(img, fn=None)->np.ndarray:
     "uint8 HxW grey image from a grey/RGB/RGBA array or an image file"
@@ -133,43 +135,81 @@ def _grey(img, fn=None)->np.ndarray:
     a = _as_rgb(img, fn).astype(np.uint16)
     return ((a.sum(-1)+1)//3).astype(np.uint8)
 
-def _fill(g:np.ndarray)->np.ndarray:
-    "The official semi-transparent red fill over grey values `g`"
-    g = g.astype(np.int16)
-    return np.stack([255-(255-g)//4, g//4, g//4], -1).astype(np.uint8)
+def _fill(g:np.ndarray, alpha:float=OVERLAY_ALPHA)->np.ndarray:
+    "The semi-transparent red fill over grey values `g`: `(1-alpha)*g + alpha*red`, rounded (the real 0.75 fill exactly)"
+    g = np.asarray(g).astype(np.int16)
+    if alpha == 0.75: return np.stack([255-(255-g)//4, g//4, g//4], -1).astype(np.uint8)
+    f = (1-alpha)*g[..., None].astype(np.float32) + alpha*np.array(OVERLAY_RED, np.float32)
+    return np.rint(f).astype(np.uint8)
 
 def _boundary(m:np.ndarray)->np.ndarray:
     "Pixels of boolean `m` with a 4-neighbour outside it (the image border counts as outside)"
     return m & ~ndi.binary_erosion(m, ndi.generate_binary_structure(2,1), border_value=0)
 
+def _line_coverage(m:np.ndarray, width:float=1.25)->np.ndarray:
+    "How much of each pixel an anti-aliased line along the inner contour of `m` covers (1 on the contour, fading over a pixel)"
+    sd = np.where(m, ndi.distance_transform_edt(m) - .5, .5 - ndi.distance_transform_edt(~m))   # signed distance to the edge
+    return np.clip(width - np.abs(sd - .5), 0, 1)
+
 # %% ../../nbs/04_data.masks.ipynb #26fe4186
 def make_overlay(png:np.ndarray,   # uint8 HxW grey slice (or grey RGB)
                  cls:np.ndarray,   # uint8 HxW class map
                  palette:str|dict='official', # colours of the boundaries
+                 alpha:float=OVERLAY_ALPHA, # opacity of the red fill
+                 antialias:bool=False,       # draw the boundaries anti-aliased (partly tinting the pixels beside them)
                 )->np.ndarray:     # uint8 HxWx3 overlay
     "Render an official OVERLAY: lesions filled semi-transparent red, each class's boundary in its MASK colour"
+    if not 0 < alpha <= 1: raise ValueError(f'alpha must be in (0, 1], got {alpha}')
     g, cls = _grey(png), np.asarray(cls)
     if g.shape != cls.shape: raise ValueError(f'slice {g.shape} and class map {cls.shape} differ in size')
     out = np.repeat(g[...,None], 3, -1)
     les = cls > 0
-    out[les] = _fill(g[les])
+    out[les] = _fill(g[les], alpha)
     col = classes_to_rgb(cls, palette)
     for k in np.unique(cls[les]):
-        b = _boundary(cls == k)
-        out[b] = col[b]
+        m = cls == k
+        if not antialias: b = _boundary(m); out[b] = col[b]; continue
+        cov = _line_coverage(m)
+        near = ndi.distance_transform_edt(~m, return_distances=False, return_indices=True)   # outside: the colour of the nearest lesion pixel
+        c = np.array(col[near[0], near[1]], np.float32)
+        b = cov > 0
+        out[b] = np.rint(cov[b, None]*c[b] + (1 - cov[b, None])*out[b]).astype(np.uint8)
     return out
 
 # %% ../../nbs/04_data.masks.ipynb #eccb0ce4
-def _votes(o, cand, palette, max_dist):
-    "Class voted by each boundary-candidate pixel of overlay `o` (0 = no vote)"
+def _blend_fit(o:np.ndarray, base:np.ndarray, col)->tuple:
+    "Per pixel, the amount `c` of colour `col` over `base` that best explains `o` (least squares), and the RGB distance left"
+    d, t = o - base, np.asarray(col, np.float32) - base
+    c = (d*t).sum(-1) / np.maximum((t*t).sum(-1), 1)
+    return c, np.sqrt(((d - np.clip(c, 0, 1)[..., None]*t)**2).sum(-1))
+
+def _fill_alpha(o, g, diff, tol, min_alpha=0.2)->np.ndarray:
+    "Opacity of the red fill around each pixel: the median over its region of fill-like pixels (nearest region elsewhere); NaN if none"
+    a, _ = _blend_fit(o, g[..., None], OVERLAY_RED)
+    pred = g[..., None] + np.clip(a, 0, 1)[..., None]*(np.array(OVERLAY_RED, np.float32) - g[..., None])
+    cand = diff & (np.abs(o - pred).max(-1) <= tol) & (a >= min_alpha) & (a <= 1.05)
+    lab, n = ndi.label(cand, np.ones((3, 3)))
+    if not n: return np.full(g.shape, np.nan, np.float32)
+    med = np.r_[np.nan, ndi.median(np.clip(a, 0, 1), lab, np.arange(1, n+1))].astype(np.float32)
+    idx = ndi.distance_transform_edt(lab == 0, return_distances=False, return_indices=True)
+    return med[lab[idx[0], idx[1]]]
+
+def _votes(o, g, alpha, cand, palette, max_dist)->tuple:
+    "Class voted by each boundary-candidate pixel (0 = none), and whether that pixel is lesion (not a tint outside it)"
     pal = {c:k for c,k in get_palette(palette).items() if k > 0}
-    cols = np.array([*pal, *[(np.array(c)+OVERLAY_RED)/2 for c in pal]], float)
-    ks = np.array([*pal.values()]*2)
-    x = o[cand].astype(float)
-    d = np.sqrt(((x[:,None]-cols[None])**2).sum(-1))
-    v = np.where(d.min(1) <= max_dist, ks[d.argmin(1)], 0)
-    res = np.zeros(o.shape[:2], np.uint8); res[cand] = v
-    return res
+    x, gx, ax = o[cand], g[cand][:, None].astype(np.float32), np.nan_to_num(alpha[cand], nan=OVERLAY_ALPHA)[:, None]
+    red = np.array(OVERLAY_RED, np.float32)
+    bases = [np.repeat(gx, 3, 1), (1-ax)*gx + ax*red, np.broadcast_to(red, x.shape)]   # slice, fill, pure red
+    best, k, les = np.full(len(x), np.inf), np.zeros(len(x), np.uint8), np.zeros(len(x), bool)
+    for col, kk in pal.items():
+        for j, b in enumerate(bases):
+            c, r = _blend_fit(x, b, col)
+            better = r < best
+            best[better], k[better], les[better] = r[better], kk, (j > 0) | (c[better] >= 0.5)
+    ok = best <= max_dist/2
+    vote, lesion = np.zeros(o.shape[:2], np.uint8), np.zeros(o.shape[:2], bool)
+    vote[cand], lesion[cand] = np.where(ok, k, 0), ok & les
+    return vote, lesion
 
 def _red_class(palette, max_dist):
     "Class whose palette colour is nearest to the fill red, if within `max_dist`"
@@ -187,16 +227,20 @@ def mask_from_overlay(png,          # the PNG slice: uint8 array or file
                       max_dist:float=80., # max RGB distance of a boundary pixel from its class colour
                       fn=None,      # name for error messages (default: the overlay file)
                      )->np.ndarray: # uint8 HxW class map
-    "Rebuild the class map from an official OVERLAY and its PNG"
+    "Rebuild the class map from an OVERLAY and its PNG, for any opacity of the red fill and sharp or anti-aliased boundaries"
     fn = fn or (overlay if isinstance(overlay, (str, Path)) else '<overlay>')
-    g = _grey(png).astype(np.int16)
+    g = _grey(png)
     o = _open_rgb(overlay) if isinstance(overlay, (str, Path)) else _as_rgb(overlay, fn)
     if o.shape[:2] != g.shape: raise BadInput(fn, f'overlay is {o.shape[1]}x{o.shape[0]} but its PNG is {g.shape[1]}x{g.shape[0]}')
-    o16 = o.astype(np.int16)
-    diff = np.abs(o16 - g[...,None]).max(-1) > tol
-    fill_like = np.abs(o16 - _fill(g)).max(-1) <= tol
-    vote = _votes(o, diff & ~fill_like, palette, max_dist)
-    les = diff & (fill_like | (vote > 0))               # lesion-coloured differences only
+    o, gf = o.astype(np.float32), g.astype(np.float32)
+    diff = np.abs(o - gf[..., None]).max(-1) > tol
+    alpha = _fill_alpha(o, gf, diff, tol)
+    fill = (1 - alpha[..., None])*gf[..., None] + alpha[..., None]*np.array(OVERLAY_RED, np.float32)
+    fill_like = diff & (np.abs(o - fill).max(-1) <= tol)                       # NaN (no fill anywhere) compares False
+    vote, inside = _votes(o, g, alpha, diff & ~fill_like, palette, max_dist)
+    tint = (vote > 0) & ~inside                                                 # an anti-aliased edge just outside a lesion
+    vote[tint] = 0
+    les = fill_like | inside
     holes = ndi.binary_fill_holes(les) & ~les
     hl, hn = ndi.label(holes)
     les |= holes & (np.bincount(hl.ravel(), minlength=hn+1) < min_size)[hl]
@@ -219,7 +263,7 @@ def mask_from_overlay(png,          # the PNG slice: uint8 array or file
         near = vote[idx[0], idx[1]]
         m = np.isin(lab, multi)
         res[m] = near[m]
-    if diff.sum() > 0 and (res > 0).sum() < 0.5*diff.sum():
+    if diff.sum() > 0 and ((res > 0) | tint).sum() < 0.5*diff.sum():
         raise BadInput(fn, f'overlay differs from its PNG in {diff.sum()} pixels but only {(res>0).sum()} look like a '
                        'lesion: wrong PNG for this overlay?')
     return res
@@ -236,10 +280,10 @@ def masks_from_overlays(root,                         # data root to search for 
                         overwrite:bool=False,         # rebuild masks that already exist
                         progress:bool=True,           # show a progress bar
                         **kwargs,                     # passed to `mask_from_overlay`
-                       )->tuple:                      # (list of written mask paths, ErrorLog)
+                       )->tuple:                      # (written mask paths, ErrorLog of failures, ErrorLog of warnings)
     "Write `MASK/<id>.png` (official palette) beside every `OVERLAY` folder under `root`"
-    root, log, written = Path(root), ErrorLog(), []
-    if not root.is_dir(): log.add(root, 'no such folder'); return written, log
+    root, log, warned, written = Path(root), ErrorLog(), ErrorLog(), []
+    if not root.is_dir(): log.add(root, 'no such folder'); return written, log, warned
     dirs = sorted(d for d in [root, *root.rglob('*')] if d.is_dir() and d.name.lower() == 'overlay')
     if not dirs: log.add(root, 'no OVERLAY folder found')
     jobs = []
@@ -254,7 +298,23 @@ def masks_from_overlays(root,                         # data root to search for 
         try:
             if png is None: raise BadInput(f, f'no PNG {f.stem}.png in {pd_ or "a PNG folder beside " + str(f.parent)}')
             if dst.exists() and not overwrite: continue
-            save_mask(dst, mask_from_overlay(png, f, palette, **kwargs))
+            m = mask_from_overlay(png, f, palette, **kwargs)
+            save_mask(dst, m)
             written.append(dst)
+            if not m.any(): warned.add(f, f'warning: no lesion found (the overlay equals its PNG): {dst.name} written all background')
         except Exception as e: log.add(f, e)
-    return written, log
+    return written, log, warned
+
+def masks_from_overlays_cli(root, palette='official', overwrite:bool=False, progress:bool=True)->tuple: # (exit code, summary)
+    "Run `masks_from_overlays` for the CLI: refuse a missing root, rewrite (or remove) ROOT/mask_errors.csv, one summary line"
+    root = Path(root)
+    if not root.is_dir(): raise BadInput(root, 'no such folder' if not root.exists() else 'not a folder')
+    written, log, warned = masks_from_overlays(root, palette, overwrite=overwrite, progress=progress)
+    fn = root/'mask_errors.csv'
+    rows = ErrorLog(); rows.rows = log.rows + warned.rows
+    if len(rows): rows.write(fn)
+    elif fn.exists(): fn.unlink()
+    msg = f'wrote {len(written)} masks under {root}; {len(log)} failed'
+    if len(warned): msg += f'; {len(warned)} with no lesion (all background)'
+    if len(rows): msg += f' (see {fn})'
+    return (1 if len(log) else 0), msg

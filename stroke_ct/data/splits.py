@@ -4,16 +4,18 @@
 
 # %% ../../nbs/06_data.splits.ipynb #4b1d0002
 from __future__ import annotations
-import importlib.resources
+import importlib.resources, os
 from pathlib import Path
 import numpy as np, pandas as pd
 import pydicom
 from ..core import BadInput
-from .layout import (SUBTYPES, SPLITS, MANIFEST_COLS, subtype_of, id_sort_key, scan_layout, read_manifest,
-                                   manifest_problems, update_manifest, fake_layout)
+from .layout import (SUBTYPES, LABELS, SPLITS, MANIFEST_COLS, subtype_of, id_sort_key, label_order, scan_layout,
+                                   layout_index, read_manifest, manifest_problems, update_manifest, fake_layout)
+from .dicom import dicom_header
+from .masks import read_mask
 
 # %% auto #0
-__all__ = ['make_splits', 'official_manifest', 'dicom_group', 'build_manifest', 'choose_manifest']
+__all__ = ['make_splits', 'official_manifest', 'dicom_group', 'mask_label', 'build_manifest', 'choose_manifest']
 
 # %% ../../nbs/06_data.splits.ipynb #b3fc31f1
 def _alloc(n:int, weights)->np.ndarray:
@@ -68,10 +70,10 @@ def make_splits(df:pd.DataFrame,       # needs image_id and subtype
                )->pd.DataFrame:        # a copy of `df` with `split` and `seg_split`
     "Add a stratified, seeded `split` (train/valid/test) and a `seg_split` for stroke rows (test drawn from `split=='test'`)"
     if len(fracs) != 3 or abs(sum(fracs)-1) > 1e-6: raise ValueError(f'fracs must be 3 fractions summing to 1, got {fracs}')
-    bad = set(df.subtype) - set(SUBTYPES)
-    if bad: raise ValueError(f'unknown subtypes {sorted(bad)}; expected {SUBTYPES}')
+    bad = set(df.subtype) - set(LABELS)
+    if bad: raise ValueError(f'unknown subtypes {sorted(map(str, bad))}; expected {LABELS}')
     ids, sub = df.image_id.astype(str).to_numpy(), df.subtype.to_numpy()
-    order = np.array(sorted(range(len(df)), key=lambda i: (SUBTYPES.index(sub[i]), id_sort_key(ids[i]))), int)
+    order = np.array(sorted(range(len(df)), key=lambda i: (label_order(sub[i]), id_sort_key(ids[i]))), int)
     sub, grp = sub[order], _groups(df, groups)[order]
     grp = np.array([f'\0row{j}' if o is None else o for j, o in enumerate(grp)], object)  # no group: a group of its own
     rng = np.random.default_rng(seed)
@@ -118,22 +120,50 @@ def dicom_group(fn, # a DICOM file, or None
                )->str|None: # 'StudyInstanceUID:<uid>', 'PatientID:<id>' or None
     "The study (else patient) a DICOM slice belongs to, from its header; None when absent or unreadable"
     if not isinstance(fn, (str, Path)): return None
-    try: ds = pydicom.dcmread(fn, stop_before_pixels=True, force=True, specific_tags=['StudyInstanceUID', 'PatientID'])
+    try: ds = dicom_header(fn)
     except Exception: return None
     for tag in ('StudyInstanceUID', 'PatientID'):
         v = str(ds.get(tag, '') or '').strip()
         if v: return f'{tag}:{v}'
     return None
 
-def build_manifest(root,              # a data folder in either layout
+def mask_label(fn, # a mask file
+               palette:str|dict='official', # its palette (`data.masks.PALETTES`)
+              )->str: # 'normal', 'hemorrhagic' or 'ischemic'
+    "The label a mask gives its image: normal when it has no lesion, else its lesion class with the most pixels"
+    n = np.bincount(read_mask(fn, palette).ravel(), minlength=3)[1:3]
+    return 'normal' if not n.any() else ('hemorrhagic', 'ischemic')[int(np.argmax(n))]
+
+def _label_from_masks(df, palette, notes)->pd.DataFrame:
+    "Labels for the unlabelled rows of a scan from their masks; rows that get none are left out (and noted)"
+    lab, why = [], {}
+    for st, m in zip(df.subtype, df['mask']):
+        if st is not None: lab.append(st); continue
+        try: lab.append(mask_label(m, palette) if isinstance(m, str) else None)
+        except BadInput as e: lab.append(None); why.setdefault('mask unreadable with palette ' + str(palette), []).append(e.fn)
+        else:
+            if not isinstance(m, str): why.setdefault('no class folder and no mask', []).append(None)
+    out = df.assign(subtype=lab)
+    for w, fs in why.items(): notes.append(f'{len(fs)} image(s) left out, no label ({w})')
+    return out[out.subtype.notna()].reset_index(drop=True)
+
+def build_manifest(root,              # a data folder: competition, public-release, class-folder or images/masks layout
                    seed:int=42,       # split seed
                    n_seg_test:int=100, # stroke test images for segmentation (capped at the test split's)
+                   palette:str|dict='official', # palette of the masks, for a folder labelled by its masks
+                   notes:list|None=None, # what the manifest decided on its own is appended here (one line each)
                   )->pd.DataFrame:    # MANIFEST_COLS
     "Scan `root` and split its images like the official manifest, keeping DICOM studies in one split"
+    notes = [] if notes is None else notes
     df = scan_layout(root)
     df = df[df.png.notna() | df.dicom.notna()].reset_index(drop=True)
-    if not len(df): raise BadInput(root, 'no PNG or DICOM images found: expected <class>/{PNG,DICOM}/<id>.{png,dcm} with '
-                                         'class folders such as TRAINING/INMEYOK, ISKEMI, KANAMA or "Iskemi Veri Seti"')
+    if not len(df): raise BadInput(root, 'no images found: expected class folders (TRAINING/INMEYOK, ISKEMI, KANAMA, "Iskemi Veri Seti", '
+                                         'Normal/Stroke, ...) holding PNG, JPEG or DICOM files, or images/ with masks/')
+    if df.subtype.isna().any(): df = _label_from_masks(df, palette, notes)
+    if not len(df): raise BadInput(root, 'no labelled images: no class folders, and no mask gave a label')
+    if rn := layout_index(root)['renamed']:
+        notes.append(f'{len(rn)} image id(s) made unique because two folders hold the same file name, e.g. '
+                     f'{Path(os.path.relpath(rn[0][0], Path(root).absolute())).as_posix()} -> {rn[0][1]}')
     df['stroke'] = (df.subtype != 'normal').astype(int)
     groups = [dicom_group(fn) for fn in df.dicom]
     return make_splits(df, seed=seed, n_seg_test=n_seg_test, groups=groups)[MANIFEST_COLS]
@@ -141,6 +171,8 @@ def build_manifest(root,              # a data folder in either layout
 # %% ../../nbs/06_data.splits.ipynb #4b1d0007
 def choose_manifest(root,                    # a data folder
                     min_official:float=0.9,  # share of the folder's images that must be official (id and subtype)
+                    palette:str|dict='official', # palette of the masks (for a folder labelled by its masks)
+                    notes:list|None=None,    # what a built manifest decided on its own (see `build_manifest`)
                    )->tuple:                 # (manifest, 'folder' | 'official' | 'built')
     "The manifest for `root`: its own data_manifest.csv, else the official one if it holds the official images, else a new one"
     root = Path(root)
@@ -154,4 +186,4 @@ def choose_manifest(root,                    # a data folder
         if np.mean(hit) >= min_official:
             have = set(zip(found.image_id, found.subtype))
             return off[[k in have for k in zip(off.image_id, off.subtype)]].reset_index(drop=True), 'official'
-    return build_manifest(root), 'built'
+    return build_manifest(root, palette=palette, notes=notes), 'built'

@@ -19,7 +19,7 @@ from .dicom import window_u8
 from .masks import save_mask, make_overlay
 
 # %% auto #0
-__all__ = ['TISSUES', 'ODD_SIZES', 'random_head', 'phantom', 'write_dicom', 'make_synth']
+__all__ = ['TISSUES', 'ODD_SIZES', 'OVERLAY_STYLE', 'random_head', 'phantom', 'write_dicom', 'make_synth']
 
 # %% ../../nbs/08_data.synth.ipynb #4e105d7f
 TISSUES = ['air', 'scalp', 'bone', 'csf', 'parenchyma', 'hemorrhage', 'ischemia']
@@ -184,6 +184,8 @@ def _plan(n_normal, n_ischemic, n_hemorrhagic, seed, odd_size_frac, both_frac)->
     return df
 
 # %% ../../nbs/08_data.synth.ipynb #d2e9bf9c
+OVERLAY_STYLE = {'ischemic': 0.5, 'hemorrhagic': 0.75}  # fill opacity per class folder, as in the public release's overlays
+
 @lru_cache(maxsize=1)
 def _brain_lut()->np.ndarray:
     "`window_u8(hu, 'brain')` for every int16 HU in -1024..3071, as a lookup table"
@@ -197,7 +199,8 @@ def _write_slice(out:Path, r, hu, cls, spacing):
     save_png(d/'PNG'/f'{r.image_id}.png', png)
     if r.subtype != 'normal':
         save_mask(d/'MASK'/f'{r.image_id}.png', cls)
-        save_png(d/'OVERLAY'/f'{r.image_id}.png', make_overlay(png, cls))
+        alpha, aa = OVERLAY_STYLE[r.subtype], r.image_id % 2 == 1   # both fill opacities of the release, sharp and anti-aliased edges
+        save_png(d/'OVERLAY'/f'{r.image_id}.png', make_overlay(png, cls, alpha=alpha, antialias=aa))
 
 # %% ../../nbs/08_data.synth.ipynb #cd12b187
 def make_synth(out,                   # output root (created); existing files with the same names are replaced
