@@ -243,6 +243,21 @@ def _evaluate_args(sub):
     s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
     s.set_defaults(fn=_evaluate)
 
+# %% ../nbs/90_cli.ipynb #d6f44984
+def _report(a):
+    from stroke_ct.runreport import write_report_html
+    fn = write_report_html(a.run, out=a.out, n_slices=a.slices)
+    print(f'wrote {fn} ({fn.stat().st_size/1e6:.1f} MB, figures inside: it opens offline in any browser)')
+    return 0
+
+@subcommand
+def _report_args(sub):
+    s = sub.add_parser('report', help="write RUN/report.html: the run's report as one self-contained page, to share")
+    s.add_argument('run', help='a run folder (as written by demo or train)')
+    s.add_argument('--out', default=None, help='the page to write (default RUN/report.html)')
+    s.add_argument('--slices', type=_count, default=3, help='worst and best test slices shown, each (default 3; 0: none)')
+    s.set_defaults(fn=_report)
+
 # %% ../nbs/90_cli.ipynb #043985dd
 def main(argv=None)->int:
     "Entry point of the `stroke-ct` command; returns the exit status"

@@ -23,46 +23,62 @@ PHANTOM_NOTE = ('These numbers come from synthetic phantoms (`stroke_ct.data.syn
                 'ischemic areas are {lo}-{hi} HU below parenchyma, a stronger contrast than early real ischemia '
                 '(about 2-8 HU), so the ischemia results here overstate what the same settings achieve on real CT.')
 
-def _md_table(df, cols): return to_markdown(df[[c for c in cols if c in df.columns]], '.3f')
+def _cols(df, cols): return df[[c for c in cols if c in df.columns]]
 
 def _read(fn): return pd.read_csv(fn) if Path(fn).exists() else None
 
 @patch
-def report(self:Run)->Path:
-    "The report stage: write RUN/report.md from the run's tables and figures"
+def report_blocks(self:Run)->list:
+    "The report's content as blocks, read from the run folder: ('h1'|'h2'|'p'|'quote', text), ('table', DataFrame), ('figure', path, caption)"
     L, cfg, s = self.layout, self.cfg, self.summary()
-    rows = self.rows
-    out = [f'# stroke_ct run: {cfg.name}\n\n',
-           f"Data: `{cfg.data.root}`; slices {', '.join(f'{k} {int((rows.split == k).sum())}' for k in ('train', 'valid', 'test'))}. "
-           f"Configuration: [config.json](config.json). Metrics with 95% bootstrap intervals are in [metrics/](metrics/), "
-           f"models in [models/](models/).\n\n"]
+    rows, fig = self.rows, lambda name, cap: ('figure', L.figure(name).relative_to(L.root).as_posix(), cap)
+    out = [('h1', f'stroke_ct run: {cfg.name}'),
+           ('p', f"Data: `{cfg.data.root}`; slices {', '.join(f'{k} {int((rows.split == k).sum())}' for k in ('train', 'valid', 'test'))}. "
+                 f"Configuration: [config.json](config.json). Metrics with 95% bootstrap intervals are in [metrics/](metrics/), "
+                 f"models in [models/](models/).")]
     n_err = len(pd.read_csv(L.errors)) if L.errors.exists() else 0
-    out.append(f'Slices that could not be read are left out of every score: {n_err}' +
-               (' (listed in [errors.csv](errors.csv)).\n\n' if n_err else '.\n\n'))
-    if cfg.synth is not None: out.append(f'> **Synthetic data.** {PHANTOM_NOTE.format(lo=cfg.synth.ischemia_contrast[0], hi=cfg.synth.ischemia_contrast[1])}\n\n')
+    out.append(('p', f'Slices that could not be read are left out of every score: {n_err}' + (' (listed in [errors.csv](errors.csv)).' if n_err else '.')))
+    if cfg.synth is not None: out.append(('quote', f'**Synthetic data.** {PHANTOM_NOTE.format(lo=cfg.synth.ischemia_contrast[0], hi=cfg.synth.ischemia_contrast[1])}'))
+    shown = set()
     if (t1 := _read(L.metrics/'table1_training.csv')) is not None:
-        out += ['## Table 1: classifiers, training\n\n', _md_table(t1, ['model', 'train_accuracy', 'valid_accuracy', 'size', 'bs', 'epochs', 'precision', 'seconds'])]
+        out += [('h2', 'Table 1: classifiers, training'), ('table', _cols(t1, ['model', 'train_accuracy', 'valid_accuracy', 'size', 'bs', 'epochs', 'precision', 'seconds']))]
     if (t2 := _read(L.metrics/'table2_test.csv')) is not None:
         t = t2.copy()
         for m in ('f1', 'sensitivity', 'specificity'): t[m] = [f'{v:.3f} [{l:.3f}, {h:.3f}]' for v, l, h in zip(t[m], t[m+'_lo'], t[m+'_hi'])]
         ch = t2[t2.chosen].iloc[0]
-        out += ['\n## Table 2: classification on the test split\n\n',
-                _md_table(t, ['model', 'f1', 'sensitivity', 'specificity', 'accuracy', 'roc_auc', 'threshold', 'valid_f1']),
-                f"\nChosen vote (best validation F1, written to `models/ensemble.json`): **{ch.model}**, test F1 {ch.f1:.3f}.\n\n",
-                f"![confusion matrix of {ch.model}]({L.figure(f'confusion_{ch.model}').relative_to(L.root).as_posix()})\n"]
+        out += [('h2', 'Table 2: classification on the test split'),
+                ('table', _cols(t, ['model', 'f1', 'sensitivity', 'specificity', 'accuracy', 'roc_auc', 'threshold', 'valid_f1'])),
+                ('p', f"Chosen vote (best validation F1, written to `models/ensemble.json`): **{ch.model}**, test F1 {ch.f1:.3f}."),
+                fig(f'confusion_{ch.model}', f'confusion matrix of {ch.model}')]
+        shown.add(L.figure(f'confusion_{ch.model}'))
     if (seg := _read(L.metrics/'seg_test.csv')) is not None:
-        out += ['\n## Segmentation on seg_split test (lesion classes; mean_dice leaves background out)\n\n', _md_table(seg, ['metric', 'value', 'lo', 'hi', 'n'])]
-    elif s.get('unet', {}).get('skipped'): out.append(f"\n## Segmentation\n\nNo U-Net: {s['unet']['skipped']} (a classification-only run).\n")
+        out += [('h2', 'Segmentation on seg_split test (lesion classes; mean_dice leaves background out)'), ('table', _cols(seg, ['metric', 'value', 'lo', 'hi', 'n']))]
+    elif s.get('unet', {}).get('skipped'): out += [('h2', 'Segmentation'), ('p', f"No U-Net: {s['unet']['skipped']} (a classification-only run).")]
     if (g := _read(L.metrics/'seg_gating.csv')) is not None:
-        out += ['\n## Classify-then-segment gating\n\n',
-                'Masks are blanked where the chosen vote says *normal*. Columns: stroke test slices only, and with the normal test slices added. '
-                'Per-class scores average over the slices that have the class, so lesion pixels predicted on normal slices show only in the '
-                'pooled competition IoU and in the last row (their count).\n\n', to_markdown(g, '.3f')]
+        out += [('h2', 'Classify-then-segment gating'),
+                ('p', 'Masks are blanked where the chosen vote says *normal*. Columns: stroke test slices only, and with the normal test slices added. '
+                      'Per-class scores average over the slices that have the class, so lesion pixels predicted on normal slices show only in the '
+                      'pooled competition IoU and in the last row (their count).'), ('table', g)]
     if L.figure('masks_best_worst').exists():
-        out.append(f"\n![masks: slice, truth, prediction, overlay]({L.figure('masks_best_worst').relative_to(L.root).as_posix()})\n")
-    figs = sorted(L.figures.glob('*.png')) if L.figures.exists() else []
-    if figs: out += ['\n## Figures\n\n'] + [f'- [{f.stem}]({f.relative_to(L.root).as_posix()})\n' for f in figs]
-    return write_text(L.report, ''.join(out))
+        out.append(fig('masks_best_worst', 'masks: slice, truth, prediction, overlay')); shown.add(L.figure('masks_best_worst'))
+    rest = [f for f in (sorted(L.figures.glob('*.png')) if L.figures.exists() else []) if f not in shown]
+    if rest: out += [('h2', 'Figures')] + [('figure', f.relative_to(L.root).as_posix(), f.stem.replace('_at_', '@')) for f in rest]
+    return out
+
+def _md_block(b)->str:
+    "One report block as markdown"
+    k, v = b[0], b[1]
+    if k == 'h1': return f'# {v}\n\n'
+    if k == 'h2': return f'\n## {v}\n\n'
+    if k == 'quote': return f'> {v}\n\n'
+    if k == 'table': return to_markdown(v, '.3f')
+    if k == 'figure': return f'\n![{b[2]}]({v})\n'
+    return f'{v}\n\n'
+
+@patch
+def report(self:Run)->Path:
+    "The report stage: write RUN/report.md from the run's tables and figures (every figure shown inline)"
+    return write_text(self.layout.report, ''.join(map(_md_block, self.report_blocks())))
 
 # %% ../nbs/50_pipeline.ipynb #441a448e
 @patch

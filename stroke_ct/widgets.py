@@ -11,16 +11,25 @@ import ipywidgets as widgets
 from IPython.display import display
 from matplotlib.figure import Figure
 from PIL import Image
-from .core import BadInput
+from contextlib import contextmanager
+from matplotlib.patches import Rectangle
 from fastcore.basics import patch
+from fastprogress.fastprogress import progress_bar
+from .core import BadInput
+from .report import save_fig
 from .data.dicom import read_slice, dicom_hu, window_u8, WINDOWS
 from .data.masks import read_mask, resize_mask, classes_to_rgb
 from .metrics import SEG_CLASSES, binary_metrics, seg_class_scores, competition_counts, competition_iou
-from .infer import hard_vote, soft_vote
+from .modelio import read_ensemble
+from .run import Run
+from .infer import hard_vote, soft_vote, combine_votes, ModelSpec, predict_masks
+from .predict import find_inputs
 
 # %% auto #0
-__all__ = ['CELLS', 'load_predictions', 'ct_image', 'mask_rgb', 'overlay', 'slice_scores', 'files_frame', 'MaskViewer',
-           'score_variants', 'confusion_cells', 'explorer_table', 'ConfusionExplorer']
+__all__ = ['CELLS', 'ZOOMS', 'SORTS', 'FILTERS', 'load_predictions', 'window_name', 'ct_image', 'mask_rgb', 'overlay',
+           'slice_scores', 'confusion_cells', 'outcomes', 'review_columns', 'merge_stage1', 'sort_slices',
+           'filter_slices', 'zoom_box', 'frame_lesion', 'files_frame', 'MaskViewer', 'unet_predictor', 'run_slices',
+           'run_viewer_kw', 'pred_dice', 'score_variants', 'explorer_table', 'ConfusionExplorer']
 
 # %% ../nbs/52_widgets.ipynb #206c475c
 def _isna(o)->bool:
@@ -38,15 +47,20 @@ def load_predictions(pred_dir, # a `stroke-ct predict` output folder: `stage1.cs
     return s1, masks
 
 # %% ../nbs/52_widgets.ipynb #bd4d40d7
+def window_name(window)->str:
+    "The name of a window given by name or as a (width, level) pair: a key of `WINDOWS`, or 'custom'"
+    if isinstance(window, str): return window
+    return next((k for k, v in WINDOWS.items() if tuple(v) == tuple(window)), 'custom')
+
 def ct_image(row,            # a resolved manifest row (dict or Series with `png` and/or `dicom`)
-             window='brain', # a key of `WINDOWS`; used for DICOM only
+             window='brain', # a key of `WINDOWS` or a (width, level) pair in HU; used for DICOM only
             )->tuple:        # (uint8 HxW slice, note saying where its pixels came from)
     "The slice to show: windowed from the DICOM when there is one, else the pre-windowed PNG"
     dcm, png, err = row.get('dicom'), row.get('png'), ''
     if not _isna(dcm):
         try:
-            w, l = WINDOWS[window]
-            return window_u8(dicom_hu(dcm), window), f'DICOM, {window} window (W{w} L{l})'
+            w, l = WINDOWS[window] if isinstance(window, str) else window
+            return window_u8(dicom_hu(dcm), (w, l)), f'DICOM, {window_name(window)} window (W{w} L{l})'
         except Exception as e: err = f'DICOM unreadable ({e}); '
     if not _isna(png): return read_slice(png), err + 'PNG: pre-windowed at export, the window choice does not apply'
     raise BadInput(row.get('image_id', '?'), err + 'no readable DICOM or PNG')
@@ -81,12 +95,102 @@ def _f(x)->str:
 
 def slice_scores(pred:np.ndarray,  # uint8 HxW predicted class map
                  truth:np.ndarray, # uint8 HxW true class map
-                )->dict:           # dice_hemorrhage, dice_ischemia, tp, fp, fn, tn, competition_iou
-    "Per-class Dice (NaN for a class in neither mask) and the competition counts and IoU of one predicted mask"
+                )->dict:           # dice_hemorrhage, dice_ischemia, mean_dice, tp, fp, fn, tn, competition_iou
+    "Per-class Dice (NaN for a class in neither mask), their mean (the lesion Dice), the competition counts and IoU of one predicted mask"
     sc = seg_class_scores(pred, truth, n_classes=len(SEG_CLASSES))
-    res = {f'dice_{c}': sc[f'dice_{c}'] for c in SEG_CLASSES[1:]}
+    res = {**{f'dice_{c}': sc[f'dice_{c}'] for c in SEG_CLASSES[1:]}, 'mean_dice': sc['mean_dice']}
     cnt = competition_counts(pred, truth)
     return {**res, **{k: int(cnt[k]) for k in ('tp', 'fp', 'fn', 'tn')}, 'competition_iou': float(competition_iou(cnt))}
+
+# %% ../nbs/52_widgets.ipynb #b9901727
+CELLS = ('TP', 'FP', 'FN', 'TN')  # the confusion-matrix cells, in the order of the cell buttons
+
+def confusion_cells(y_true, # 0/1 truth
+                    y_pred, # 0/1 decisions
+                   )->dict: # {'TP': row positions, 'FP': ..., 'FN': ..., 'TN': ...}
+    "Row positions in each confusion-matrix cell"
+    t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    return {k: np.flatnonzero(m) for k, m in zip(CELLS, (t & p, ~t & p, t & ~p, ~t & ~p))}
+
+def outcomes(y_true, # 0/1 truth (NaN: unknown)
+             y_pred, # 0/1 decisions (NaN: none)
+            )->np.ndarray: # 'TP', 'FP', 'FN', 'TN', or None where either is missing
+    "The confusion-matrix cell of each slice"
+    t, p = np.asarray(y_true, float), np.asarray(y_pred, float)
+    ok = ~(np.isnan(t) | np.isnan(p))
+    out = np.full(len(t), None, object)
+    for k, idx in confusion_cells(t[ok], p[ok]).items(): out[np.flatnonzero(ok)[idx]] = k
+    return out
+
+def review_columns(df:pd.DataFrame, # slices: `stroke` (truth) and `decision`, and/or several `vote_<model>` columns
+                  )->pd.DataFrame:  # a copy with `outcome` and `disagreement` added where they can be computed
+    "Add each slice's confusion-matrix cell (`outcome`) and the models' `disagreement`"
+    df = df.copy()
+    if {'stroke', 'decision'} <= set(df.columns): df['outcome'] = outcomes(df['stroke'], df['decision'])
+    votes = [c for c in df.columns if c.startswith('vote_')]
+    if len(votes) > 1:
+        v = np.array(df[votes], float)
+        v[v < 0] = np.nan                                   # -1: the model could not read the slice
+        k, n = (v == 1).sum(1), (~np.isnan(v)).sum(1)
+        with np.errstate(invalid='ignore', divide='ignore'): df['disagreement'] = np.where(n > 0, np.minimum(k, n - k)/n, np.nan)
+    return df
+
+def merge_stage1(df:pd.DataFrame, # slices (image_id; `stroke` there is the truth)
+                 s1:pd.DataFrame, # a `stroke-ct predict` stage1.csv (its `stroke` is the decision)
+                )->pd.DataFrame:  # `df` with `decision`, `probability`, `vote_*`, `prob_*` (NaN where s1 has no row)
+    "Join a stage-1 table's answers to the slice table, its `stroke` column renamed `decision`"
+    s = s1.rename(columns={'stroke': 'decision'}).drop(columns=['file'], errors='ignore')
+    s = s.assign(image_id=s.image_id.astype(str))
+    s = s[['image_id'] + [c for c in s.columns if c != 'image_id' and c not in df.columns]]
+    return df.merge(s, on='image_id', how='left')
+
+# %% ../nbs/52_widgets.ipynb #a8c1402a
+def sort_slices(df:pd.DataFrame, # slices
+                by:str|None=None, # a column, or None to keep the table's order
+                ascending:bool=True,
+               )->pd.DataFrame:  # `df` reordered (missing values last, ties in table order), index reset
+    "Order the slice table by one column, undefined values (NaN) last, keeping the table order among equals"
+    if by is None: return df.reset_index(drop=True)
+    return df.sort_values(by, ascending=ascending, na_position='last', kind='stable').reset_index(drop=True)
+
+def filter_slices(df:pd.DataFrame, # slices
+                  **where,          # column=value; a value of None or 'all' keeps every row
+                 )->pd.DataFrame:   # the matching rows, index reset
+    "Keep the rows whose columns equal the given values (compared as text, so '1' matches 1)"
+    keep = np.ones(len(df), bool)
+    for c, v in where.items():
+        if v is None or v == 'all': continue
+        keep &= df[c].astype(str).to_numpy() == str(v)
+    return df[keep].reset_index(drop=True)
+
+# %% ../nbs/52_widgets.ipynb #3da9e4d7
+ZOOMS = (1, 1.5, 2, 3, 4, 6, 8)  # the zoom factors offered
+
+def zoom_box(shape,          # (height, width) of the slice
+             zoom:float=1,   # magnification: the box is 1/zoom of the slice in each direction
+             cx:float=0.5,   # box centre, as a fraction of the width
+             cy:float=0.5,   # box centre, as a fraction of the height
+            )->tuple:        # (x0, y0, x1, y1) in pixels, end excluded, inside the slice
+    "The pixels a zoomed view shows: 1/zoom of the slice around (cx, cy), shifted to stay inside"
+    h, w = shape[:2]
+    bw, bh = max(1, min(w, round(w/zoom))), max(1, min(h, round(h/zoom)))
+    x0 = int(np.clip(round(cx*w - bw/2), 0, w - bw)); y0 = int(np.clip(round(cy*h - bh/2), 0, h - bh))
+    return x0, y0, x0 + bw, y0 + bh
+
+def frame_lesion(maps,              # class maps (None entries ignored), e.g. the true and the predicted mask
+                 shape,             # (height, width) of the slice
+                 margin:float=0.25, # space left around the lesion, as a fraction of its size on each side
+                )->tuple:           # (zoom, cx, cy): the largest of `ZOOMS` whose box holds every lesion pixel
+    "Zoom and centre that frame the lesion pixels of `maps` (no zoom when there are none)"
+    fg = [np.asarray(m) > 0 for m in maps if m is not None]
+    fg = np.logical_or.reduce(fg) if fg else np.zeros(shape[:2], bool)
+    if not fg.any(): return 1, 0.5, 0.5
+    ys, xs = np.nonzero(fg)
+    (y0, y1), (x0, x1) = (ys.min(), ys.max() + 1), (xs.min(), xs.max() + 1)
+    h, w = shape[:2]
+    need_w, need_h = (x1 - x0)*(1 + 2*margin), (y1 - y0)*(1 + 2*margin)
+    z = max([z for z in ZOOMS if w/z >= need_w and h/z >= need_h], default=1)
+    return z, (x0 + x1)/2/w, (y0 + y1)/2/h
 
 # %% ../nbs/52_widgets.ipynb #ee3b7e1e
 def _fig_png(fig:Figure, dpi=72)->bytes:
@@ -100,11 +204,17 @@ def files_frame(files, # PNG and/or DICOM paths, e.g. the inputs given to `strok
     for f in map(Path, files):
         r = rows.setdefault(f.stem, {'image_id': f.stem, 'png': None, 'dicom': None, 'mask': None})
         r['dicom' if f.suffix.lower() == '.dcm' else 'png'] = str(f)
-    return pd.DataFrame(list(rows.values()))
+    return pd.DataFrame(list(rows.values()), columns=['image_id', 'png', 'dicom', 'mask'])
 
 # %% ../nbs/52_widgets.ipynb #58a9a235
+SORTS = {'table order': None,                       # label -> (column, ascending); None keeps the table's order
+         'worst lesion Dice first': ('dice', True), 'best lesion Dice first': ('dice', False),
+         'highest stroke probability first': ('probability', False), 'lowest stroke probability first': ('probability', True),
+         'most disagreement first': ('disagreement', False)}
+FILTERS = ('subtype', 'split', 'outcome')  # the columns the viewer filters on, when the table has them
+
 class MaskViewer:
-    "Browse slices: CT in a chosen window, true and predicted masks, overlays, per-slice Dice and competition counts"
+    "Browse slices: CT in a free window, true and predicted masks, overlays, zoom, per-slice Dice; sort, filter, save views"
     titles = ('CT', 'true mask', 'predicted mask', 'true overlay', 'predicted overlay')
     def __init__(self, df:pd.DataFrame, # resolved manifest (image_id, png, dicom, mask; subtype/stroke/split optional)
                  pred_dir=None,         # a `stroke-ct predict` folder (masks/<image_id>.png, stage1.csv), or None
@@ -113,52 +223,122 @@ class MaskViewer:
                  only_predicted:bool=False, # keep only slices that have a predicted mask or a stage-1 row
                  window:str='brain',    # initial CT window (a key of `WINDOWS`)
                  alpha:float=0.4,       # initial overlay opacity
-                 figsize=(15, 3.4),     # figure size in inches (five panels in a row)
+                 predictor=None,        # function row -> predicted class map or None (e.g. `unet_predictor`), instead of pred_dir's masks
+                 sort:str|None=None,    # a key of `SORTS` (default: worst lesion Dice first when the table has `dice`)
+                 save_dir=None,         # where "save view" writes (default: pred_dir/views, else nowhere until set)
+                 figsize=(12, 2.8),     # figure size in inches (five panels in a row)
                 ):
         df = df.copy(); df['image_id'] = df['image_id'].astype(str)
         if split is not None: df = df[df['split'] == split]
         if seg_split is not None: df = df[df['seg_split'] == seg_split]
         self.stage1, self.pred_masks = load_predictions(pred_dir) if pred_dir is not None else (None, {})
-        self.has_pred = pred_dir is not None
+        self.predictor, self.has_pred = predictor, pred_dir is not None or predictor is not None
         if only_predicted:
             keep = set(self.pred_masks) | (set(self.stage1.image_id) if self.stage1 is not None else set())
             df = df[df.image_id.isin(keep)]
         if not len(df): raise ValueError('MaskViewer: no slices to show (check split/seg_split/only_predicted)')
-        self.df = df.reset_index(drop=True)
+        if self.stage1 is not None: df = merge_stage1(df, self.stage1)
+        self.all = review_columns(df.reset_index(drop=True))
+        self.save_dir = Path(save_dir) if save_dir is not None else (Path(pred_dir)/'views' if pred_dir is not None else None)
+        sorts = [k for k, v in SORTS.items() if v is None or v[0] in self.all]
+        sort = sort or ('worst lesion Dice first' if 'dice' in self.all else 'table order')
+        if sort not in sorts: raise ValueError(f'MaskViewer: cannot sort by {sort!r} here; the orders this table allows: {sorts}')
+        self.sort = widgets.Dropdown(options=sorts, value=sort, description='sort')
+        self.filters = {c: widgets.Dropdown(options=['all', *sorted(self.all[c].dropna().astype(str).unique())], value='all', description=c)
+                        for c in FILTERS if c in self.all}
+        self.df = self.view()
         ids = list(self.df.image_id)
         self.slider = widgets.IntSlider(value=0, min=0, max=len(ids)-1, description='slice', continuous_update=False)
         self.image_id = widgets.Dropdown(options=ids, value=ids[0], description='image id')
+        self.prev, self.next = widgets.Button(description='◀ prev'), widgets.Button(description='next ▶')
+        w, l = WINDOWS[window]
         self.window = widgets.ToggleButtons(options=list(WINDOWS), value=window, description='window')
+        self.level = widgets.IntSlider(value=l, min=-1000, max=1000, description='level (HU)', continuous_update=False)
+        self.width = widgets.IntSlider(value=w, min=1, max=3000, description='width (HU)', continuous_update=False)
         self.opacity = widgets.FloatSlider(value=alpha, min=0., max=1., step=0.05, description='opacity')
         self.show_hem = widgets.Checkbox(value=True, description='hemorrhage')
         self.show_isch = widgets.Checkbox(value=True, description='ischemia')
-        self.info, self.image = widgets.HTML(), widgets.Image(format='png')
-        self.fig, self._shown, self._sync, self._cache = Figure(figsize=figsize), False, False, {}
+        self.zoom = widgets.SelectionSlider(options=list(ZOOMS), value=1, description='zoom', continuous_update=False)
+        self.cx = widgets.FloatSlider(value=.5, min=0., max=1., step=.01, description='centre x', continuous_update=False)
+        self.cy = widgets.FloatSlider(value=.5, min=0., max=1., step=.01, description='centre y', continuous_update=False)
+        self.to_lesion, self.save = widgets.Button(description='zoom to lesion'), widgets.Button(description='save view')
+        self.info, self.status, self.image = widgets.HTML(), widgets.HTML(), widgets.Image(format='png')
+        self.fig, self._shown, self._hold, self._cache = Figure(figsize=figsize), False, 0, {}
         self.slider.observe(self._on_slider, 'value'); self.image_id.observe(self._on_id, 'value')
-        for w in (self.window, self.opacity, self.show_hem, self.show_isch): w.observe(self._update, 'value')
+        self.window.observe(self._on_preset, 'value')
+        for o in (self.level, self.width): o.observe(self._on_level_width, 'value')
+        for o in (self.sort, *self.filters.values()): o.observe(self._on_view, 'value')
+        for o in (self.opacity, self.show_hem, self.show_isch, self.zoom, self.cx, self.cy): o.observe(self._update, 'value')
+        self.prev.on_click(lambda b: self.step(-1)); self.next.on_click(lambda b: self.step(1))
+        self.to_lesion.on_click(lambda b: self.zoom_to_lesion()); self.save.on_click(self._on_save)
         self.render()
 
-    def _on_slider(self, change):
-        self._sync = True
-        try: self.image_id.value = self.df.image_id[change['new']]
-        finally: self._sync = False
-        self._update()
-
-    def _on_id(self, change):
-        if self._sync: return
-        self._sync = True
-        try: self.slider.value = int(np.flatnonzero(self.df.image_id == change['new'])[0])
-        finally: self._sync = False
-        self._update()
+    @contextmanager
+    def _held(self):
+        "Change several controls, then draw once"
+        self._hold += 1
+        try: yield
+        finally: self._hold -= 1
+        if not self._hold: self._update()
 
     def _update(self, change=None):
+        if self._hold: return
         self.render()
         if self._shown: self.image.value = _fig_png(self.fig)
+
+# %% ../nbs/52_widgets.ipynb #aef993d2
+@patch
+def view(self:MaskViewer)->pd.DataFrame:
+    "The table in the chosen order with the chosen filters (what the slider walks through)"
+    o = SORTS[self.sort.value]
+    d = filter_slices(self.all, **{c: w.value for c, w in self.filters.items()})
+    return sort_slices(d, *(o or (None,)))
+
+@patch
+def _on_slider(self:MaskViewer, change):
+    if not len(self.df): return
+    with self._held(): self.image_id.value = self.df.image_id[change['new']]
+
+@patch
+def _on_id(self:MaskViewer, change):
+    if change['new'] is None: return
+    with self._held(): self.slider.value = int(np.flatnonzero(self.df.image_id == change['new'])[0])
+
+@patch
+def _on_view(self:MaskViewer, change=None):
+    with self._held():
+        self.df = self.view()
+        ids = list(self.df.image_id)
+        self.image_id.options = ids
+        self.slider.max = max(len(ids) - 1, 0)
+        if ids: self.slider.value = 0; self.image_id.value = ids[0]
+        for o in (self.slider, self.image_id, self.prev, self.next): o.disabled = not ids
+
+@patch
+def _on_preset(self:MaskViewer, change):
+    if change['new'] is None: return
+    with self._held(): self.width.value, self.level.value = WINDOWS[change['new']]
+
+@patch
+def _on_level_width(self:MaskViewer, change):
+    with self._held():
+        name = window_name(self.wl)
+        self.window.value = None if name == 'custom' else name
+
+@patch(as_prop=True)
+def wl(self:MaskViewer)->tuple:
+    "The CT window shown: (width, level) in HU"
+    return self.width.value, self.level.value
+
+@patch
+def step(self:MaskViewer, k:int=1):
+    "Move `k` slices along the current order (what the prev and next buttons do), stopping at the ends"
+    if len(self.df): self.slider.value = int(np.clip(self.slider.value + k, 0, len(self.df) - 1))
 
 # %% ../nbs/52_widgets.ipynb #711fe2ec
 @patch(as_prop=True)
 def row(self:MaskViewer)->pd.Series:
-    "The manifest row of the current slice"
+    "The table row of the current slice"
     return self.df.iloc[self.slider.value]
 
 @patch
@@ -172,6 +352,10 @@ def truth(self:MaskViewer, shape)->tuple:
 @patch
 def pred(self:MaskViewer, shape)->tuple:
     "(predicted class map or None, note) for the current slice"
+    if self.predictor is not None:
+        try: m = self.predictor(self.row)
+        except Exception as e: return None, f'no prediction: {e}'
+        return (None, 'no prediction: the model cannot read this slice') if m is None else (resize_mask(m, shape), '')
     if not self.has_pred: return None, ''
     fn = self.pred_masks.get(self.row['image_id'])
     if fn is None: return np.zeros(shape, np.uint8), 'no predicted mask: scored as all background'
@@ -181,11 +365,11 @@ def pred(self:MaskViewer, shape)->tuple:
 # %% ../nbs/52_widgets.ipynb #716e1af3
 @patch
 def load(self:MaskViewer)->dict:
-    "Slice, masks, scores and notes for the current slice and window (cached, so toggles and opacity re-read nothing)"
-    key = (self.row['image_id'], self.window.value)
+    "Slice, masks, scores and notes for the current slice and window (cached, so toggles, opacity and zoom re-read nothing)"
+    key = (self.row['image_id'], self.wl)
     if key not in self._cache:
         if len(self._cache) >= 16: self._cache.clear()
-        img, src = ct_image(self.row, self.window.value)
+        img, src = ct_image(self.row, self.wl)
         (truth, tnote), (pred, pnote) = self.truth(img.shape), self.pred(img.shape)
         scores = slice_scores(pred, truth) if truth is not None and pred is not None else None
         self._cache[key] = dict(img=img, src=src, truth=truth, tnote=tnote, pred=pred, pnote=pnote, scores=scores)
@@ -193,8 +377,8 @@ def load(self:MaskViewer)->dict:
 
 # %% ../nbs/52_widgets.ipynb #20427d3a
 @patch
-def render(self:MaskViewer)->Figure:
-    "Draw the current slice into `self.fig`, refresh `self.info` and `self.scores`; return the figure"
+def draw(self:MaskViewer, fig:Figure, bottom:float=0.02)->dict:
+    "Draw the five panels of the current slice into `fig` (leaving `bottom` of its height free); return what `load` read"
     iid, o = self.row['image_id'], self.load()
     img, src, truth, pred = o['img'], o['src'], o['truth'], o['pred']
     show = [c for c, w in ((1, self.show_hem), (2, self.show_isch)) if w.value]
@@ -203,14 +387,28 @@ def render(self:MaskViewer)->Figure:
               overlay(img, blank[..., 0] if truth is None else truth, a, show),
               overlay(img, blank[..., 0] if pred is None else pred, a, show)]
     tag = {1: ' (missing)' if truth is None else '', 2: ' (none)' if pred is None else ''}
-    self.fig.clear()
-    for i, (ax, p, t) in enumerate(zip(self.fig.subplots(1, 5), panels, self.titles)):
+    wtag = window_name(self.wl) if src.startswith('DICOM') else 'PNG'
+    x0, y0, x1, y1 = zoom_box(img.shape, self.zoom.value, self.cx.value, self.cy.value)
+    fig.clear()
+    for i, (ax, p, t) in enumerate(zip(fig.subplots(1, 5), panels, self.titles)):
         ax.imshow(p, cmap='gray', vmin=0, vmax=255, interpolation='nearest'); ax.axis('off')
-        ax.set_title(f'{t} {iid} · {self.window.value if src.startswith("DICOM") else "PNG"}' if i == 0
-                     else t + tag.get(1 if i in (1, 3) else 2, ''), fontsize=9)
-    self.fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.9, wspace=0.05)   # fixed: tight_layout costs ~0.4 s a draw
+        ax.set_title(f'{t} {iid} · {wtag}' if i == 0 else t + tag.get(1 if i in (1, 3) else 2, ''), fontsize=9)
+        if self.zoom.value == 1: continue
+        if i == 0: ax.add_patch(Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, ec='yellow', lw=1))
+        else: ax.set_xlim(x0 - .5, x1 - .5); ax.set_ylim(y1 - .5, y0 - .5)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=bottom, top=0.9 if bottom < .1 else 1 - 0.1*(1 - bottom), wspace=0.05)  # fixed: tight_layout costs ~0.4 s a draw
+    return o
+
+@patch
+def render(self:MaskViewer)->Figure:
+    "Draw the current slice into `self.fig`, refresh `self.info` and `self.scores`; return the figure"
+    if not len(self.df):
+        self.fig.clear(); self.fig.text(.5, .5, 'no slice matches the filters', ha='center', va='center')
+        self.scores, self.info.value = None, 'no slice matches ' + html.escape(self.settings()['filters'])
+        return self.fig
+    o = self.draw(self.fig)
     self.scores = o['scores']
-    self.info.value = '<br>'.join(html.escape(l) for l in self.info_lines(src, o['tnote'], o['pnote']))
+    self.info.value = '<br>'.join(html.escape(l) for l in self.info_lines(o['src'], o['tnote'], o['pnote']))
     return self.fig
 
 @patch
@@ -218,30 +416,161 @@ def info_lines(self:MaskViewer, src='', tnote='', pnote='')->list:
     "The lines of the info text for the current slice"
     r = self.row
     head = ' · '.join(str(r[k]) for k in ('image_id', 'subtype', 'split') if k in r and not _isna(r[k]))
-    lines = [f'{head} · slice {self.slider.value+1}/{len(self.df)}', f'image: {src}']
-    if self.stage1 is not None:
-        s = self.stage1[self.stage1.image_id == r['image_id']]
-        if len(s):
-            s = s.iloc[0]; votes = ', '.join(f'{c[5:]} {int(s[c])}' for c in s.index if c.startswith('vote_'))
-            dec = ', '.join(([f"stroke {int(s['stroke'])}"] if 'stroke' in s else []) + ([f"probability {float(s['probability']):.3f}"] if 'probability' in s else []))
-            lines.append(f'stage 1: {dec}' + (f'; votes: {votes}' if votes else ''))
+    more = f' (of {len(self.all)}: {self.settings()["filters"]})' if len(self.df) < len(self.all) else ''
+    lines = [f'{head} · slice {self.slider.value+1}/{len(self.df)}{more}', f'image: {src}']
+    if 'decision' in r or 'probability' in r:
+        dec = ([f"stroke {int(r['decision'])}"] if not _isna(r.get('decision')) else []) + \
+              ([f"probability {float(r['probability']):.3f}"] if not _isna(r.get('probability')) else [])
+        votes = ', '.join(f"{c[5:]} {'-' if _isna(r[c]) or r[c] < 0 else int(r[c])}" for c in r.index if c.startswith('vote_'))
+        if dec: lines.append(f'stage 1: {", ".join(dec)}' + (f'; votes: {votes}' if votes else '')
+                             + (f" · {r['outcome']}" if not _isna(r.get('outcome')) else ''))
         else: lines.append('stage 1: no row for this slice')
     if self.scores is not None:
         s = self.scores
-        lines.append(f"Dice: hemorrhage {_f(s['dice_hemorrhage'])} · ischemia {_f(s['dice_ischemia'])}")
+        lines.append(f"Dice: hemorrhage {_f(s['dice_hemorrhage'])} · ischemia {_f(s['dice_ischemia'])} · lesion {_f(s['mean_dice'])}")
         lines.append(f"competition: TP {s['tp']} FP {s['fp']} FN {s['fn']} TN {s['tn']} · IoU {_f(s['competition_iou'])}")
     return lines + [o for o in (tnote, pnote) if o]
+
+@patch
+def settings(self:MaskViewer)->dict:
+    "The view's settings in words: order, filters, window, zoom, masks"
+    f = ', '.join(f'{c} {w.value}' for c, w in self.filters.items() if w.value != 'all') or 'no filter'
+    (w, l), z = self.wl, self.zoom.value
+    classes = '+'.join(n for n, o in (('hemorrhage', self.show_hem), ('ischemia', self.show_isch)) if o.value) or 'none'
+    return dict(order=self.sort.value, filters=f, window=f'{window_name((w, l))} W{w} L{l}',
+                zoom=f'{z}x at ({self.cx.value:.2f}, {self.cy.value:.2f})' if z != 1 else 'none',
+                masks=f'opacity {self.opacity.value:.2f}, {classes}')
+
+# %% ../nbs/52_widgets.ipynb #0db45ba3
+@patch
+def snapshot(self:MaskViewer, dpi:int=72)->Figure:
+    "The current view as a new figure: the five panels, the info text and the settings below them"
+    if not len(self.df): return self.render()
+    lines = self.info_lines(*(self.load()[k] for k in ('src', 'tnote', 'pnote')))
+    lines.append(' · '.join(f'{k}: {v}' for k, v in self.settings().items()))
+    w, h = self.fig.get_size_inches()
+    extra = 0.2*len(lines) + 0.1
+    fig = Figure(figsize=(w, h + extra), dpi=dpi)
+    self.draw(fig, bottom=extra/(h + extra))
+    for i, l in enumerate(lines): fig.text(0.01, (extra - 0.2*(i + 1))/(h + extra), l, fontsize=8, va='bottom')
+    return fig
+
+@patch
+def save_view(self:MaskViewer, fn=None)->Path:
+    "Write `snapshot()` as a PNG to `fn` (default: save_dir/<image_id>_W<width>L<level>[_zoom<z>].png); say so in `status`"
+    if fn is None:
+        if self.save_dir is None: raise ValueError('no folder to save views into: set save_dir (from_run and from_predictions set one)')
+        if not len(self.df): raise ValueError('no slice to save: no slice matches the filters')
+        (w, l), z = self.wl, self.zoom.value
+        fn = self.save_dir/f"{self.row['image_id']}_W{w}L{l}{f'_zoom{z}' if z != 1 else ''}.png"
+    fn = save_fig(self.snapshot(), fn, dpi=90)
+    self.status.value = f'saved {html.escape(str(fn))}'
+    return fn
+
+@patch
+def _on_save(self:MaskViewer, b=None):
+    "The save button: errors go to `status`, not into the void of a callback"
+    try: self.save_view()
+    except Exception as e: self.status.value = f'<span style="color:crimson">not saved: {html.escape(str(e))}</span>'
+
+@patch
+def zoom_to_lesion(self:MaskViewer):
+    "Set the zoom box around the true and predicted lesions of the current slice (no zoom when there are none)"
+    o = self.load()
+    z, cx, cy = frame_lesion([o['truth'], o['pred']], o['img'].shape)
+    with self._held(): self.zoom.value, self.cx.value, self.cy.value = z, round(cx, 2), round(cy, 2)
 
 @patch(as_prop=True)
 def widget(self:MaskViewer)->widgets.VBox:
     "The interactive widget (controls, figure, info)"
     self._shown = True
     if not self.image.value: self.image.value = _fig_png(self.fig)
-    return widgets.VBox([widgets.HBox([self.slider, self.image_id]), widgets.HBox([self.window, self.opacity]),
-                         widgets.HBox([self.show_hem, self.show_isch]), self.image, self.info])
+    return widgets.VBox([widgets.HBox([self.prev, self.slider, self.next, self.image_id]),
+                         widgets.HBox([self.sort, *self.filters.values()]),
+                         widgets.HBox([self.window, self.level, self.width]),
+                         widgets.HBox([self.opacity, self.show_hem, self.show_isch]),
+                         widgets.HBox([self.zoom, self.cx, self.cy, self.to_lesion, self.save]),
+                         self.image, self.info, self.status])
 
 @patch
 def _ipython_display_(self:MaskViewer): display(self.widget)
+
+# %% ../nbs/52_widgets.ipynb #d85fe450
+def unet_predictor(spec:ModelSpec, # a U-Net, e.g. `ModelSpec.load(RUN/models/unet)`
+                  ):               # function row -> class map at the slice's own size (None: the U-Net cannot read it)
+    "A `MaskViewer` predictor: the U-Net on the slice shown, read the way it was trained (PNG or DICOM)"
+    def predict(row):
+        fn = row.get(spec.rec.input)
+        return None if _isna(fn) else predict_masks(spec, [fn], bs=1, progress=False)[0][0]
+    return predict
+
+def run_slices(run,                   # a run folder (or a `run.Run`)
+               split:str|None='test', # the split to list (None: every slice)
+              )->pd.DataFrame:        # the manifest's columns, prob_/vote_<model>, decision, probability, outcome, disagreement, dice
+    "Every slice of a run's split with what the run recorded about it: probabilities, votes, the chosen vote's answer, lesion Dice"
+    r = run if isinstance(run, Run) else Run(run)
+    L, df = r.layout, r.rows.assign(image_id=r.rows.image_id.astype(str))
+    if split is not None: df = df[df.split == split]
+    if L.probs.exists():
+        pr = pd.read_csv(L.probs, dtype={'image_id': str})
+        names = [c for c in pr.columns if c not in ('image_id', 'split', 'stroke')]
+        df = df.merge(pr[['image_id', *names]].rename(columns={n: f'prob_{n}' for n in names}), on='image_id', how='left')
+        P = df[[f'prob_{n}' for n in names]].to_numpy(float)
+        for n, p in zip(names, P.T): df[f'vote_{n}'] = np.where(np.isnan(p), np.nan, p >= 0.5)
+        if L.models.ensemble.exists():
+            ens, ok = read_ensemble(L.models.ensemble, names), ~np.isnan(P).all(1)
+            df['decision'], df['probability'] = np.nan, np.nan
+            if ok.any(): df.loc[ok, 'decision'], df.loc[ok, 'probability'] = combine_votes(P[ok].T, names, ens.vote, ens.threshold, ens.weights)
+    per = L.metrics/'seg_test_per_image.csv'
+    if per.exists(): df['dice'] = df.image_id.map(pd.read_csv(per, dtype={'id': str}).set_index('id')['mean_dice'])
+    return review_columns(df.reset_index(drop=True))
+
+def run_viewer_kw(run)->dict:
+    "The `MaskViewer` arguments that belong to a run: its U-Net as predictor, `figures/views/` as the folder for saved views"
+    L = (run if isinstance(run, Run) else Run(run)).layout
+    unet = ModelSpec.load(L.models.unet) if (L.models.unet/'model.json').exists() else None
+    return dict(predictor=unet_predictor(unet) if unet is not None else None, save_dir=L.figures/'views')
+
+# %% ../nbs/52_widgets.ipynb #dcfb06a4
+def pred_dice(df:pd.DataFrame, # slices with `mask` (and `subtype`/`stroke` for normal slices without a MASK file)
+              pred_masks:dict, # image_id -> predicted mask file (`load_predictions`)
+             )->np.ndarray:    # lesion Dice per row (NaN: no truth, no prediction, or no lesion in either)
+    "The lesion Dice of each slice's predicted mask file against its true mask (a missing prediction is all background)"
+    out = np.full(len(df), np.nan)
+    for i, (_, r) in enumerate(progress_bar(list(df.iterrows()), leave=False)):
+        fn, normal = pred_masks.get(str(r['image_id'])), r.get('subtype') == 'normal' or r.get('stroke') == 0
+        try:
+            p = read_mask(fn) if fn is not None else None
+            t = read_mask(r['mask']) if not _isna(r.get('mask')) else (np.zeros(p.shape, np.uint8) if normal and p is not None else None)
+        except Exception: continue      # an unreadable file: no score (the viewer says why when the slice is shown)
+        if t is None: continue
+        out[i] = slice_scores(np.zeros_like(t) if p is None else resize_mask(p, t.shape), t)['mean_dice']
+    return out
+
+@patch(cls_method=True)
+def from_run(cls:MaskViewer, run,      # a run folder (or a `run.Run`)
+             split:str|None='test',    # the split to browse (None: every slice)
+             **kwargs,                 # more `MaskViewer` arguments (sort, window, ...)
+            )->MaskViewer:
+    "The slices of a run's test split, worst lesion Dice first, the run's U-Net drawing the predicted masks"
+    r = run if isinstance(run, Run) else Run(run)
+    return cls(run_slices(r, split), **{**run_viewer_kw(r), **kwargs})
+
+@patch(cls_method=True)
+def from_predictions(cls:MaskViewer, pred_dir, # a `stroke-ct predict` output folder
+                     inputs=None,      # a resolved manifest (truth known), or the files/folders given to predict (default: stage1.csv's)
+                     **kwargs,         # more `MaskViewer` arguments
+                    )->MaskViewer:
+    "Every slice of a prediction folder; with a manifest also its outcome and the lesion Dice of its mask"
+    s1, masks = load_predictions(pred_dir)
+    if isinstance(inputs, pd.DataFrame): df = inputs.assign(image_id=inputs.image_id.astype(str))
+    elif inputs is not None: df = files_frame(find_inputs(inputs))
+    elif s1 is not None and 'file' in s1: df = files_frame(s1['file'])
+    else: raise BadInput(pred_dir, 'stage1.csv names no input files: give inputs= (the slices, or the manifest)')
+    if masks and 'mask' in df and df['mask'].notna().any():
+        df = df[df.image_id.isin(set(masks) | set(s1.image_id if s1 is not None else []))]
+        df = df.assign(dice=pred_dice(df, masks))
+    return cls(df, pred_dir, only_predicted=True, **kwargs)
 
 # %% ../nbs/52_widgets.ipynb #ec74ecf2
 def score_variants(df:pd.DataFrame, # image_id, y_true, and `prob*` / `vote_*` columns
@@ -257,26 +586,17 @@ def score_variants(df:pd.DataFrame, # image_id, y_true, and `prob*` / `vote_*` c
     if not out: raise ValueError('no score columns: expected prob* or vote_* columns')
     return out
 
-CELLS = ('TP', 'FP', 'FN', 'TN')  # the confusion-matrix cells, in the order of the cell buttons
-
-def confusion_cells(y_true, # 0/1 truth
-                    y_pred, # 0/1 decisions
-                   )->dict: # {'TP': row positions, 'FP': ..., 'FN': ..., 'TN': ...}
-    "Row positions in each confusion-matrix cell"
-    t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
-    return {k: np.flatnonzero(m) for k, m in zip(CELLS, (t & p, ~t & p, t & ~p, ~t & ~p))}
-
 # %% ../nbs/52_widgets.ipynb #46d58fe8
 def explorer_table(pred, # a `stroke-ct predict` folder, a path to its stage1.csv, or the stage-1 DataFrame
                    manifest:pd.DataFrame, # resolved manifest with image_id and stroke (png/dicom for thumbnails)
-                  )->pd.DataFrame:        # image_id, y_true, probability, vote_*, png, dicom
+                  )->pd.DataFrame:        # image_id, y_true, probability, vote_*, png, dicom, mask, subtype, split, seg_split
     "Join a stage-1 table with the manifest's truth, ready for `ConfusionExplorer`"
     if not isinstance(pred, pd.DataFrame):
         p = Path(pred)
         pred = load_predictions(p)[0] if p.is_dir() else pd.read_csv(p, dtype={'image_id': str})
         if pred is None: raise BadInput(p, 'no stage1.csv')
     m = manifest.assign(image_id=manifest.image_id.astype(str))
-    m = m[['image_id', 'stroke'] + [c for c in ('png', 'dicom') if c in m]].rename(columns={'stroke': 'y_true'})
+    m = m[['image_id', 'stroke'] + [c for c in ('png', 'dicom', 'mask', 'subtype', 'split', 'seg_split') if c in m]].rename(columns={'stroke': 'y_true'})
     out = pred.assign(image_id=pred.image_id.astype(str)).drop(columns=['stroke'], errors='ignore').merge(m, on='image_id', how='inner')
     if not len(out): raise ValueError('no image id of the stage-1 table is in the manifest')
     return out
@@ -290,8 +610,10 @@ class ConfusionExplorer:
                  n_thumbs:int=12,       # most thumbnails drawn for a cell
                  thumb_size:int=128,    # thumbnail side in pixels
                  figsize=(14, 4.2),     # figure size in inches (matrix left, 2x6 thumbnails right)
+                 viewer_kw:dict|None=None, # how `viewer` opens a cell's slices: `MaskViewer` arguments (pred_dir, predictor, save_dir)
                 ):
         self.df = df.reset_index(drop=True).assign(image_id=df.image_id.astype(str).to_numpy())
+        self.viewer_kw, self.linked = dict(viewer_kw or {}), None
         self.y_true = self.df['y_true'].to_numpy(int)
         self.variants = score_variants(self.df)
         self.vote_cols = [c for c in self.df.columns if c.startswith('vote_')]
@@ -301,6 +623,8 @@ class ConfusionExplorer:
         self.threshold = widgets.FloatSlider(value=threshold, min=0., max=1., step=0.01, description='threshold', continuous_update=False)
         self.cell = widgets.ToggleButtons(options=list(CELLS), value='FN', description='cell')
         self.metrics_label, self.listing, self.image = widgets.HTML(), widgets.HTML(), widgets.Image(format='png')
+        self.open_viewer, self.viewer_box = widgets.Button(description='open in mask viewer'), widgets.VBox([])
+        self.open_viewer.on_click(self._on_open)
         self.n_thumbs, self.thumb_size, self._thumbs, self._shown = n_thumbs, thumb_size, {}, False
         self.fig = Figure(figsize=figsize)
         for w in (self.variant, self.threshold, self.cell): w.observe(self._update, 'value')
@@ -386,7 +710,48 @@ def widget(self:ConfusionExplorer)->widgets.VBox:
     "The interactive widget (controls, metrics, figure, listing)"
     self._shown = True
     if not self.image.value: self.image.value = _fig_png(self.fig)
-    return widgets.VBox([widgets.HBox([self.variant, self.threshold]), self.cell, self.metrics_label, self.image, self.listing])
+    return widgets.VBox([widgets.HBox([self.variant, self.threshold]), widgets.HBox([self.cell, self.open_viewer]),
+                         self.metrics_label, self.image, self.viewer_box, self.listing])
 
 @patch
 def _ipython_display_(self:ConfusionExplorer): display(self.widget)
+
+# %% ../nbs/52_widgets.ipynb #bc671d7a
+@patch
+def viewer(self:ConfusionExplorer, cell:str|None=None, # a cell of `CELLS` (default: the chosen one); selects it
+           **kwargs,                                    # more `MaskViewer` arguments (over `viewer_kw`)
+          )->MaskViewer:
+    "A `MaskViewer` on the slices of a confusion-matrix cell, under the current variant and threshold"
+    if cell is not None: self.cell.value = cell
+    if not len(self.ids): raise ValueError(f'cell {self.cell.value} of {self.variant.value} holds no slices')
+    if not {'png', 'dicom'} & set(self.df.columns): raise ValueError('the table has no png or dicom column: no slices to show')
+    rows = self.df.set_index('image_id').loc[self.ids].reset_index()
+    if 'stroke' not in rows: rows['stroke'] = rows['y_true']
+    return MaskViewer(rows, **{**self.viewer_kw, **kwargs})
+
+@patch
+def _on_open(self:ConfusionExplorer, b=None):
+    "The button: show the chosen cell's slices in a mask viewer under the matrix (or say why not)"
+    try: self.linked = self.viewer(); self.viewer_box.children = [self.linked.widget]
+    except Exception as e: self.linked, self.viewer_box.children = None, [widgets.HTML(f'<span style="color:crimson">{html.escape(str(e))}</span>')]
+
+@patch(cls_method=True)
+def from_run(cls:ConfusionExplorer, run, # a run folder (or a `run.Run`)
+             split:str='test',            # the split whose slices are counted
+             **kwargs,                    # more `ConfusionExplorer` arguments
+            )->ConfusionExplorer:
+    "The explorer on a run's test split: every model, the chosen vote (as `probability`, at its threshold), linked to the run's masks"
+    r = run if isinstance(run, Run) else Run(run)
+    df = run_slices(r, split)
+    if 'probability' not in df: raise BadInput(r.layout.root, 'no classifier probabilities or no ensemble.json: run the classifier and vote stages first')
+    df = df[df.probability.notna()].assign(y_true=lambda d: d.stroke.astype(int))
+    thr = read_ensemble(r.layout.models.ensemble).threshold
+    return cls(df, **{'threshold': thr, 'viewer_kw': run_viewer_kw(r), **kwargs})
+
+@patch(cls_method=True)
+def from_predictions(cls:ConfusionExplorer, pred_dir, # a `stroke-ct predict` folder
+                     manifest:pd.DataFrame,           # the resolved manifest (the truth)
+                     **kwargs,                        # more `ConfusionExplorer` arguments
+                    )->ConfusionExplorer:
+    "The explorer on a prediction folder against the manifest's truth, linked to the folder's masks"
+    return cls(explorer_table(pred_dir, manifest), **{'viewer_kw': dict(pred_dir=pred_dir), **kwargs})
