@@ -52,8 +52,8 @@ def atomic_path(fn:str|Path, # the file to write in the end
         m = os.umask(0); os.umask(m)
         os.chmod(tmp, 0o666 & ~m)  # mkstemp makes files owner-only: give the usual permissions
         os.replace(tmp, fn)
-    except OSError as e:   # name the file being written, not its temporary name
-        if e.filename in (str(tmp), tmp) and e.errno: raise OSError(e.errno, e.strerror, str(fn)) from None
+    except OSError as e:   # name the file being written, not its temporary name (or no name, as some writers give)
+        if e.errno and e.filename in (None, str(tmp), tmp): raise OSError(e.errno, e.strerror, str(fn)) from None
         raise
     finally:
         if tmp.exists(): tmp.unlink()

@@ -71,9 +71,10 @@ def image_ids(files, # slice files (`find_inputs`)
     for g in (g for g in groups.values() if len(g) > 1):
         root = Path(os.path.commonpath([fs[i].parent for i in g]))
         rel = {i: [escape_text(o) for o in fs[i].parent.relative_to(root).parts] for i in g}
-        for name in (lambda i: ids[i], lambda i: escape_text(fs[i].name)):
-            cand = {i: '/'.join(rel[i] + [name(i)]) for i in g}
-            if len({c.lower() for c in cand.values()}) == len(g): break
+        cand = {i: '/'.join(rel[i] + [ids[i]]) for i in g}
+        if len({c.lower() for c in cand.values()}) < len(g):   # still equal: with the suffix, if that tells them apart
+            full = {i: '/'.join(rel[i] + [escape_text(fs[i].name)]) for i in g}
+            if len({c.lower() for c in full.values()}) == len(g): cand = full
         for i in g: ids[i] = cand[i]
     seen = set()
     for i, x in enumerate(ids):   # anything still equal (the same name twice, in one folder, in two cases) gets a number
