@@ -66,7 +66,7 @@ def make_models(df, work, args):
     "Untrained models at the requested sizes, saved with classify/segment's save functions; returns models_dir"
     from fastai.vision.all import imagenet_stats
     from stroke_ct.metrics import SEG_CLASSES
-    from stroke_ct.modelio import ModelRecord, EnsembleRecord, HEAD_ARGS, ModelsLayout, build_model, save_model, write_ensemble
+    from stroke_ct.modelio import ModelRecord, EnsembleRecord, HEAD_ARGS, ModelsLayout, build_model, save_model, write_ensemble, mark_complete
     md, stats = ModelsLayout(Path(work)/'models'), [list(imagenet_stats[0]), list(imagenet_stats[1])]
     for a in args.archs:
         rec = ModelRecord('classifier', a, args.size, ['normal', 'stroke'], stats=stats, options=dict(HEAD_ARGS))
@@ -74,6 +74,7 @@ def make_models(df, work, args):
     rec = ModelRecord('unet', args.seg_arch, args.seg_size, SEG_CLASSES, stats=stats, options=dict(self_attention=True, last_cross=True))
     save_model(build_model(rec), rec, md.unet)
     write_ensemble(EnsembleRecord('hard', 0.5), md.ensemble)
+    mark_complete(md.root, args.archs)   # a finished run's folder, as predict expects
     return md.root
 
 def fastai_learners(df, M):

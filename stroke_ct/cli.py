@@ -9,7 +9,7 @@ from pathlib import Path
 import stroke_ct
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'subcommand', 'main']
+__all__ = ['SUBCOMMANDS', 'OUT_CHECKS', 'subcommand', 'main']
 
 # %% ../nbs/90_cli.ipynb #c1c10002
 def _count(s:str)->int:
@@ -106,7 +106,8 @@ def _train(a):
 def _predict(a):
     from stroke_ct.predict import predict_cli
     code, msg = predict_cli(a.inputs, a.models, a.out, segment_all=a.segment_all, bs=a.bs, precision=a.precision,
-                            num_threads=a.threads, num_workers=a.workers, vote=a.vote, threshold=a.threshold, fallback=a.fallback)
+                            num_threads=a.threads, num_workers=a.workers, vote=a.vote, threshold=a.threshold, fallback=a.fallback,
+                            allow_partial=a.allow_partial)
     print(msg)
     return code
 
@@ -258,14 +259,45 @@ def _report_args(sub):
     s.add_argument('--slices', type=_count, default=3, help='worst and best test slices shown, each (default 3; 0: none)')
     s.set_defaults(fn=_report)
 
+# %% ../nbs/90_cli.ipynb #a11e0001
+@subcommand
+def _predict_partial_args(sub):
+    sub.choices['predict'].add_argument('--allow-partial', action='store_true',
+        help="predict with an unfinished run's models (some missing: says which, and exits 1)")
+
+# %% ../nbs/90_cli.ipynb #a11e0002
+_GB = 1 << 30
+OUT_CHECKS = {  # command -> (its output folder, bytes it may write), from the parsed arguments
+    'synth': lambda a: (a.out, (a.n_normal + a.n_ischemic + a.n_hemorrhagic) << 20),
+    'manifest': lambda a: (Path(a.out).parent if a.out else a.root, 0),
+    'dicom2png': lambda a: (a.out, 0),
+    'demo': lambda a: (a.out, _GB // 2 if a.quick else _GB),
+    'train': lambda a: (a.out, _GB),
+    'evaluate': lambda a: (a.out, 0),
+    'report': lambda a: (Path(a.out).parent if a.out else a.run, 0),
+}
+
+def _check_out(a):
+    "Check the output folder of command `a.cmd` (if it writes one) before it starts"
+    if a.cmd in OUT_CHECKS:
+        from stroke_ct.core import check_out
+        check_out(*OUT_CHECKS[a.cmd](a))
+
 # %% ../nbs/90_cli.ipynb #043985dd
 def main(argv=None)->int:
     "Entry point of the `stroke-ct` command; returns the exit status"
     a = _parser().parse_args(argv)
-    try: return a.fn(a)
+    try:
+        _check_out(a)
+        return a.fn(a)
     except KeyboardInterrupt: print('interrupted', file=sys.stderr); return 130
     except OSError as e:
         where = f'{e.filename}: ' if getattr(e, 'filename', None) else ''
         print(f'stroke-ct {a.cmd}: error: {where}{e.strerror or e}', file=sys.stderr); return 2
     except ValueError as e:
+        print(f'stroke-ct {a.cmd}: error: {e}', file=sys.stderr); return 2
+
+    except RuntimeError as e:
+        wu = getattr(sys.modules.get('stroke_ct.modelio'), 'WeightsUnavailable', ())
+        if not isinstance(e, wu): raise
         print(f'stroke-ct {a.cmd}: error: {e}', file=sys.stderr); return 2

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #d6a48afe
 from __future__ import annotations
-import os, json, tempfile, contextlib, shutil, hashlib, sys
+import os, json, tempfile, contextlib, shutil, hashlib, sys, errno
 import multiprocessing.util
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,8 +12,8 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png', 'file_hash',
-           'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'ErrorLog', 'shared_data',
-           'data_dir', 'runs_dir', 'colab_setup']
+           'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'escape_text', 'ErrorLog',
+           'check_out', 'folder_lock', 'shared_data', 'data_dir', 'runs_dir', 'colab_setup']
 
 # %% ../nbs/00_core.ipynb #a3b48df3
 _scratch = []            # (pid, folder) for every scratch_dir made
@@ -52,6 +52,9 @@ def atomic_path(fn:str|Path, # the file to write in the end
         m = os.umask(0); os.umask(m)
         os.chmod(tmp, 0o666 & ~m)  # mkstemp makes files owner-only: give the usual permissions
         os.replace(tmp, fn)
+    except OSError as e:   # name the file being written, not its temporary name (or no name, as some writers give)
+        if e.errno and e.filename in (None, str(tmp), tmp): raise OSError(e.errno, e.strerror, str(fn)) from None
+        raise
     finally:
         if tmp.exists(): tmp.unlink()
 
@@ -136,6 +139,21 @@ class BadInput(ValueError):
         self.fn, self.reason = str(fn), str(reason)
         super().__init__(f'{self.fn}: {self.reason}')
 
+# %% ../nbs/00_core.ipynb #e5c10001
+_ESCAPES = {'\t': '\\t', '\n': '\\n', '\r': '\\r'}
+
+def escape_text(s, # any value (made a string)
+               )->str: # the same text on one line, with no tab or control character
+    "`s` with tab, newline and every other non-printing character written as an escape (`\\t`, `\\n`, `\\x1b`, `\\u2028`)"
+    s = str(s)
+    if s.isprintable(): return s
+    def esc(c):
+        if c in _ESCAPES: return _ESCAPES[c]
+        if c == ' ' or c.isprintable(): return c
+        o = ord(c)
+        return f'\\x{o:02x}' if o < 0x100 else f'\\u{o:04x}' if o < 0x10000 else f'\\U{o:08x}'
+    return ''.join(map(esc, s))
+
 # %% ../nbs/00_core.ipynb #2acff62d
 class ErrorLog:
     "Collect (file, reason) rows during a batch and write them as `errors.csv`"
@@ -146,11 +164,52 @@ class ErrorLog:
         self.rows.append({'file': str(fn), 'reason': reason})
     def __len__(self): return len(self.rows)
     def df(self)->pd.DataFrame:
-        "The log as a DataFrame with columns `file`, `reason`"
-        return pd.DataFrame(self.rows, columns=['file', 'reason'])
+        "The log as a DataFrame with columns `file`, `reason` (control characters escaped: one row per line)"
+        return pd.DataFrame([{k: escape_text(v) for k, v in r.items()} for r in self.rows], columns=['file', 'reason'])
     def write(self, fn):
         "Write the log (header only when empty) to `fn` atomically"
         return write_csv(fn, self.df())
+
+# %% ../nbs/00_core.ipynb #0c7a0001
+def check_out(path:str|Path, # the output folder (it need not exist yet)
+              need:int=0,    # bytes the command expects to write
+             )->Path:        # the folder
+    "Check before any work that `path` is, or can be made, a writable folder with `need` bytes free; `OSError` naming it if not"
+    p = Path(path)
+    if p.exists() and not p.is_dir(): raise NotADirectoryError(errno.ENOTDIR, 'exists and is not a folder', str(p))
+    q = p.absolute()
+    while not q.exists() and q != q.parent: q = q.parent   # the nearest folder that exists: where it will be made
+    if not q.is_dir(): raise NotADirectoryError(errno.ENOTDIR, f'cannot be made: {q} is a file, not a folder', str(p))
+    try: fd, tmp = tempfile.mkstemp(prefix='.write-test-', dir=q); os.close(fd); os.unlink(tmp)
+    except OSError as e:
+        raise OSError(e.errno, f'cannot write here ({e.strerror})' if q == p.absolute() else f'cannot be made: {q} is not writable ({e.strerror})', str(p)) from None
+    free = shutil.disk_usage(q).free
+    if free < need: raise OSError(errno.ENOSPC, f'no space left: about {need/2**20:.0f} MB needed, {free/2**20:.0f} MB free', str(p))
+    return p
+
+# %% ../nbs/00_core.ipynb #0c7a0004
+@contextlib.contextmanager
+def folder_lock(path:str|Path,             # the folder to lock (made when missing)
+                name:str='.stroke_ct.lock', # the lock file inside it
+               ):
+    "Hold an exclusive lock on `path` for the block; `OSError` (EBUSY) at once if another process holds it"
+    p = Path(path); p.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p/name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try: _lock_fd(fd)
+        except OSError:
+            os.lseek(fd, 0, os.SEEK_SET); other = os.read(fd, 64).decode(errors='replace').strip() or '?'
+            raise OSError(errno.EBUSY, f'in use by another stroke-ct process (pid {other}); wait for it to finish or use another folder', str(p)) from None
+        os.ftruncate(fd, 0); os.lseek(fd, 0, os.SEEK_SET); os.write(fd, str(os.getpid()).encode())
+        yield p
+    finally: os.close(fd)   # closing releases the lock
+
+def _lock_fd(fd):
+    "Take an exclusive, non-blocking lock on the open file `fd` (OSError when taken)"
+    try: import fcntl
+    except ImportError:   # Windows
+        import msvcrt; msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 # %% ../nbs/00_core.ipynb #523f9612
 def shared_data(sub:str='', # a path inside the shared data folder

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_infer.ipynb #1f3e0002
 from __future__ import annotations
-import copy, os, time
+import copy, os, time, warnings
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,22 +271,39 @@ def run_model(m:ModelSpec, x8:torch.Tensor, plan:Plan=AS_TRAINED)->torch.Tensor:
     return m.runtime(plan)(model_input(m, x8, plan)).float()
 
 # %% ../nbs/12_infer.ipynb #495107cd
-def classify_batch(b, cls, plan:Plan)->np.ndarray:
-    "P(stroke) of each classifier (rows) for each slice of batch `b`; NaN where a model cannot read the slice"
-    P = np.full((len(cls), len(b['i'])), np.nan)
+def _not_finite(fn, what:str, then:str, log:ErrorLog|None):
+    "Record that model(s) `what` gave NaN or inf for `fn`, and what was done (a warning when there is no log)"
+    msg = f'{what} gave NaN or inf for this slice: {then}'
+    if log is None: warnings.warn(f'{fn}: {msg}')
+    else: log.add(fn, msg)
+
+def _where(m:ModelSpec)->str: return f'model {m.name}' + (f' ({m.path})' if m.path else '')
+
+def classify_batch(b, cls, plan:Plan, log:ErrorLog|None=None)->np.ndarray:
+    "P(stroke) of each classifier (rows) for each slice of batch `b`; NaN where a model cannot read the slice, and in the whole column of a slice some model gave NaN/inf for (an error naming the model)"
+    P, bad = np.full((len(cls), len(b['i'])), np.nan), {}
     for j, m in enumerate(cls):
         ok = np.array([k == 'dicom' or not m.dicom_only for k in b['kind']])
-        if ok.any(): P[j, ok] = run_model(m, b['x'][m.key][torch.from_numpy(ok)], plan).softmax(1)[:, m.stroke_idx].cpu().numpy()
+        if not ok.any(): continue
+        y = run_model(m, b['x'][m.key][torch.from_numpy(ok)], plan)
+        fin = torch.isfinite(y).all(1).cpu().numpy()
+        P[j, ok] = np.where(fin, y.softmax(1)[:, m.stroke_idx].cpu().numpy(), np.nan)
+        for k in np.flatnonzero(ok)[~fin]: bad.setdefault(k, []).append(_where(m))
+    for k, ms in bad.items(): P[:, k] = np.nan; _not_finite(b['file'][k], ' and '.join(ms), 'no answer', log)
     return P
 
 def segment_batch(b, unet, need, plan:Plan, log:ErrorLog)->list:
-    "Class maps (model size) for the slices of `b` where `need`; None elsewhere"
+    "Class maps (model size) for the slices of `b` where `need`; None elsewhere, and where the U-Net gave NaN/inf (an error naming it)"
     masks = [None]*len(need)
     can = np.array([k == 'dicom' or not unet.dicom_only for k in b['kind']])
     for fn in np.array(b['file'])[need & ~can]: log.add(fn, 'the U-Net reads DICOM with its own window, this is a PNG: mask left black')
     if (need & can).any():
-        y = run_model(unet, b['x'][unet.key][torch.from_numpy(need & can)], plan).argmax(1).to(torch.uint8).cpu().numpy()
-        for k, c in zip(np.flatnonzero(need & can), y): masks[k] = c
+        y = run_model(unet, b['x'][unet.key][torch.from_numpy(need & can)], plan)
+        fin = torch.isfinite(y).flatten(1).all(1).cpu().numpy()
+        y = y.argmax(1).to(torch.uint8).cpu().numpy()
+        for k, c, f in zip(np.flatnonzero(need & can), y, fin):
+            if f: masks[k] = c
+            else: _not_finite(b['file'][k], f'the U-Net ({_where(unet)})', 'mask left black', log)
     return masks
 
 # %% ../nbs/12_infer.ipynb #1f3e0009
@@ -306,8 +323,10 @@ def predict_probs(spec:ModelSpec,          # a classifier (`ModelSpec.load`, or 
         for b in progress_bar(slice_batches(files, [spec.key], bs, num_workers), leave=False):
             for fn, reason in b['errors']: log.add(fn, reason)
             if not b['i']: continue
-            p = classify_batch(b, [spec], plan)[0]
-            for fn in np.array(b['file'])[np.isnan(p)]: log.add(fn, f"this model reads DICOM with window {spec.window!r}; a PNG cannot give that")
+            p = classify_batch(b, [spec], plan, log)[0]
+            png = np.array([k == 'png' for k in b['kind']])
+            if spec.dicom_only:
+                for fn in np.array(b['file'])[png]: log.add(fn, f"this model reads DICOM with window {spec.window!r}; a PNG cannot give that")
             out[b['i']] = p
     if errors is None:
         import warnings

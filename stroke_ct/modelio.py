@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_modelio.ipynb #a0de1002
 from __future__ import annotations
-import json, pickle, re, dataclasses
+import json, math, pickle, re, dataclasses, errno, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch, torchvision
@@ -17,9 +17,9 @@ from .data.dicom import WINDOW_CHOICES
 
 # %% auto #0
 __all__ = ['CLASSIFIER_ARCHS', 'UNET_ARCHS', 'ARCHS', 'HEAD_ARGS', 'UNET_OPTIONS', 'MODEL_FORMAT', 'VOTES', 'ENSEMBLE_FORMAT',
-           'get_arch', 'ModelRecord', 'read_record', 'write_record', 'build_model', 'save_model', 'read_weights',
-           'fit_weights', 'load_model', 'EnsembleRecord', 'read_ensemble', 'write_ensemble', 'WeightsUnavailable',
-           'fetch_pretrained', 'ModelsLayout', 'RunLayout']
+           'COMPLETE_FORMAT', 'get_arch', 'ModelRecord', 'read_record', 'write_record', 'build_model', 'save_model',
+           'read_weights', 'fit_weights', 'load_model', 'EnsembleRecord', 'read_ensemble', 'write_ensemble',
+           'WeightsUnavailable', 'fetch_pretrained', 'ModelsLayout', 'RunLayout', 'mark_complete', 'check_complete']
 
 # %% ../nbs/10_modelio.ipynb #a0de1005
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -44,7 +44,7 @@ MODEL_FORMAT = 'stroke_ct.model/2'
 _LEGACY = {'stroke_ct.classify/1': 'classifier', 'stroke_ct.segment/1': 'unet'}
 
 def _is_int(v)->bool: return isinstance(v, int) and not isinstance(v, bool)
-def _is_num(v)->bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _is_num(v)->bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 @dataclass
 class ModelRecord:
@@ -150,12 +150,18 @@ def save_model(model:nn.Module,   # the trained network
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     rec = dataclasses.replace(rec, weights='model.pth', versions={'torch': torch.__version__, 'torchvision': torchvision.__version__, **rec.versions})
-    with atomic_path(path/rec.weights) as tmp:
+    fn = path/rec.weights
+    with atomic_path(fn) as tmp:
         try: torch.save(sd, tmp)
-        except RuntimeError as e:   # torch reports a full disk as an internal 'unexpected pos' error
-            raise OSError(f'cannot write {path/rec.weights}: no space left on the device?' if 'unexpected pos' in str(e) else f'cannot write {path/rec.weights}: {e}') from None
+        except (RuntimeError, OSError) as e: raise _save_error(e, fn) from None
     write_record(dataclasses.replace(rec, sha256=file_hash(path/rec.weights)), path)
     return path
+
+def _save_error(e:Exception, fn)->OSError:
+    "`torch.save`'s failure as an OSError naming `fn`: a full disk shows as an internal 'unexpected pos' error or a failed write"
+    full = getattr(e, 'errno', None) == errno.ENOSPC or any(k in str(e) for k in ('unexpected pos', 'No space left', 'failed writing', 'file write failed'))
+    if full: return OSError(errno.ENOSPC, 'no space left on the device', str(fn))
+    return OSError(getattr(e, 'errno', None) or errno.EIO, getattr(e, 'strerror', None) or f'cannot write ({type(e).__name__}: {str(e)[:200]})', str(fn))
 
 def read_weights(fn,         # weights file
                  sha256:str, # its checksum as recorded in `model.json`
@@ -163,6 +169,7 @@ def read_weights(fn,         # weights file
     "Check `fn` against `sha256` and read it with `torch.load(weights_only=True)`; a clear `BadInput` otherwise"
     fn = Path(fn)
     if not fn.is_file(): raise BadInput(fn, 'missing: the weights file named in model.json')
+    if fn.parent.resolve() not in fn.resolve().parents: raise BadInput(fn, f'refused: a link to {fn.resolve()}, outside the model folder')
     if file_hash(fn) != sha256: raise BadInput(fn, 'checksum differs from model.json: the weights were changed or belong to another model')
     try: sd = torch.load(fn, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError:
@@ -225,7 +232,12 @@ class EnsembleRecord:
             elif k == 'weights' and w is not None and names is not None and set(w) != set(names):
                 p.append(f'weights name {sorted(w)} but the classifiers are {sorted(names)}')
         if self.vote == 'weighted' and not self.weights: p.append("vote 'weighted' needs weights")
-        if not isinstance(self.valid_f1, dict): p.append('valid_f1 must be a JSON object')
+        if not isinstance(self.valid_f1, dict) or not all(_is_num(v) for v in self.valid_f1.values()): p.append('valid_f1 must map votes to numbers')
+        if self.chosen is not None and not isinstance(self.chosen, str): p.append(f'chosen must be a name or null, got {self.chosen!r}')
+        for k in ('valid_threshold', 'target_sensitivity'):
+            v = getattr(self, k)
+            if v is not None and not (_is_num(v) and 0 <= v <= 1): p.append(f'{k} must be a number in [0, 1] or null, got {v!r}')
+        if self.format != ENSEMBLE_FORMAT: p.append(f'format must be {ENSEMBLE_FORMAT!r}, got {self.format!r}')
         return p
 
     def to_dict(self)->dict: return dataclasses.asdict(self)
@@ -283,6 +295,10 @@ class ModelsLayout:
     def unet(self)->Path: return self.root/'unet'
     @property
     def ensemble(self)->Path: return self.root/'ensemble.json'
+    @property
+    def complete(self)->Path:
+        "Written last, when the run that made this folder has all its models (`mark_complete`)"
+        return self.root/'complete.json'
     def classifier_names(self)->list:
         "The names of the classifier folders present, sorted"
         cd = self.classifiers
@@ -298,6 +314,10 @@ class RunLayout:
     def manifest(self)->Path: return self.root/'data_manifest.csv'
     @property
     def models(self)->ModelsLayout: return ModelsLayout(self.root/'models')
+    @property
+    def complete(self)->Path:
+        "The models folder's completeness record (`ModelsLayout.complete`)"
+        return self.models.complete
     def checkpoints(self, stage:str)->Path:
         "Per-epoch weights of a training stage ('classifiers/<arch>', 'unet')"
         return self.root/'checkpoints'/stage
@@ -319,3 +339,50 @@ class RunLayout:
     @property
     def errors(self)->Path: return self.root/'errors.csv'
     def __repr__(self): return f'RunLayout({str(self.root)!r})'
+
+# %% ../nbs/10_modelio.ipynb #a0de1040
+COMPLETE_FORMAT = 'stroke_ct.complete/1'
+
+def mark_complete(models_dir,          # a models folder (`ModelsLayout`)
+                  classifiers,         # the classifier names the run has
+                  unet:bool=True,      # the run has a U-Net (False: classification only)
+                  note:str='',         # why there is no U-Net, or anything else worth keeping
+                 )->Path:              # the record written
+    "Record that `models_dir` holds all of a finished run's models, with their checksums (written atomically, last)"
+    L = ModelsLayout(models_dir)
+    miss = [f'classifiers/{n}' for n in classifiers if not (L.classifier(n)/'model.json').exists()]
+    miss += ['unet'] if unet and not (L.unet/'model.json').exists() else []
+    miss += ['ensemble.json'] if not L.ensemble.exists() else []
+    if miss: raise BadInput(L.root, f'not complete: {", ".join(miss)} missing')
+    rec = dict(format=COMPLETE_FORMAT, classifiers={n: read_record(L.classifier(n)).sha256 for n in sorted(classifiers)},
+               unet=read_record(L.unet).sha256 if unet else None, ensemble=file_hash(L.ensemble), note=note,
+               written=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+    return write_json(L.complete, rec)
+
+def check_complete(models_dir, # a models folder
+                  )->list:     # what is wrong, one line each (empty: the folder is a finished run's, unchanged)
+    "Compare `models_dir` with its `complete.json`: missing, changed or extra models"
+    L = ModelsLayout(models_dir)
+    if not L.complete.exists():
+        return [f'no {L.complete.name}: the run that wrote this folder did not finish (or was made before runs marked their models complete)']
+    try:
+        c = json.loads(L.complete.read_text(encoding='utf-8'))
+        assert isinstance(c, dict) and c.get('format') == COMPLETE_FORMAT and isinstance(c.get('classifiers'), dict)
+    except Exception: return [f'{L.complete.name} is not a completeness record']
+    def sha(path):
+        try: return read_record(path).sha256
+        except BadInput: return None
+    p = []
+    for n, h in c['classifiers'].items():
+        got = sha(L.classifier(n))
+        if got is None: p.append(f'classifier {n} missing')
+        elif got != h: p.append(f'classifier {n} changed since the run finished')
+    p += [f'classifiers/{n} is not one of the run\'s models' for n in L.classifier_names() if n not in c['classifiers']]
+    if c.get('unet'):
+        got = sha(L.unet)
+        if got is None: p.append('unet missing')
+        elif got != c['unet']: p.append('unet changed since the run finished')
+    elif L.unet.exists(): p.append('unet/ is not one of the run\'s models')
+    if not L.ensemble.exists(): p.append('ensemble.json missing')
+    elif c.get('ensemble') and file_hash(L.ensemble) != c['ensemble']: p.append('ensemble.json changed since the run finished')
+    return p

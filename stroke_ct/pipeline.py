@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .core import write_text
 from .report import to_markdown
 from .data.synth import make_synth
-from .run import Run, RunConfig
+from .run import Run, RunConfig, MODEL_STAGES
 from . import classify, ensemble, segment, scoring  # the stages they add to `Run`
 
 # %% auto #0
@@ -89,6 +89,7 @@ def run(self:Run,
     stages = [stages] if isinstance(stages, str) else list(stages)
     if bad := [s for s in stages if s not in STAGES]: raise ValueError(f'unknown stages {bad}; the stages are {list(STAGES)}')
     t0, times = time.time(), {}
+    if set(stages) & set(MODEL_STAGES): self.layout.complete.unlink(missing_ok=True)  # not complete while models change
     for st in [s for s in STAGES if s in stages]:
         t = time.time()
         if st == 'classifiers': self.train_classifiers()
@@ -97,6 +98,8 @@ def run(self:Run,
         elif st == 'evaluate': self.evaluate()
         else: self.report()
         times[st] = round(time.time() - t, 1)
+    if miss := self.update_complete():
+        self.log(f"models not complete ({'; '.join(miss)}): predict refuses {self.layout.models.root} until those stages have run")
     s = self.summary()
     v, sc = s.get('vote', {}), s.get('scoring', {})
     s = self.record(seconds={**s.get('seconds', {}), **times, 'total': round(time.time() - t0, 1)},

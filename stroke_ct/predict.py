@@ -4,36 +4,62 @@
 
 # %% ../nbs/51_predict.ipynb #9cd3e3a0
 from __future__ import annotations
-import functools, io, time, warnings
+import contextlib, functools, io, os, shutil, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
-from .core import ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, resolve_precision, torch_threads
-from .data.dicom import find_slices
+from .core import (BadInput, ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, resolve_precision,
+                            torch_threads, escape_text, check_out, folder_lock)
+from .data.dicom import find_slices, DICOM_SUFFIXES, JPEG_SUFFIXES
 from .data.masks import save_mask, resize_mask
-from .modelio import VOTES, RunLayout
+from .modelio import VOTES, RunLayout, check_complete
 from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch, combine_votes
 
 # %% auto #0
-__all__ = ['STAGE1_HEADER', 'find_inputs', 'stage1_text', 'predict', 'predict_cli']
+__all__ = ['SLICE_SUFFIXES', 'STAGE1_HEADER', 'OUTPUTS', 'MASK_BYTES', 'find_inputs', 'image_ids', 'stage1_text', 'predict',
+           'predict_cli']
 
 # %% ../nbs/51_predict.ipynb #d59725ea
 def find_inputs(inputs,                 # a file or folder, or a list of them (folders searched recursively)
-                log:ErrorLog|None=None, # missing inputs and duplicate image ids are recorded here
+                log:ErrorLog|None=None, # missing inputs are recorded here
                 exclude=None,           # a folder to leave out (the output folder, if it lies inside an input)
-               )->list:                 # slice files, in input order (folders sorted)
-    "PNG and DICOM slices in `inputs`, one per image id (file stem)"
-    log = ErrorLog() if log is None else log
-    found, seen = [], {}
-    for f, _ in find_slices(inputs, log, exclude=exclude):
-        if f.stem in seen:
-            if seen[f.stem].resolve() != f.resolve(): log.add(f, f'duplicate image id {f.stem!r} (also {seen[f.stem]}): left out')
-            continue
-        seen[f.stem] = f; found.append(f)
+                skipped:ErrorLog|None=None, # files of the input folders that are not slices, with the reason
+               )->list:                 # slice files, in input order (folders sorted), each once
+    "PNG, JPEG and DICOM slices in `inputs`, each file once (`data.dicom.find_slices`)"
+    found, seen = [], set()
+    for f, _ in find_slices(inputs, log, exclude=exclude, skipped=skipped):
+        if (k := os.path.realpath(f)) not in seen: seen.add(k); found.append(f)
     return found
+
+# %% ../nbs/51_predict.ipynb #1d5a0001
+SLICE_SUFFIXES = ('.png', *JPEG_SUFFIXES, *DICOM_SUFFIXES)
+
+def _stem(f:Path)->str: return f.name[:-len(f.suffix)] if f.suffix.lower() in SLICE_SUFFIXES and f.name != f.suffix else f.name
+
+def image_ids(files, # slice files (`find_inputs`)
+             )->list: # one id per file: unique (also ignoring case), no control characters
+    "The image id of each file: its name without the slice suffix, or where names collide its path relative to the folder the colliding files share"
+    fs = [Path(os.path.abspath(f)) for f in files]
+    ids = [escape_text(_stem(f)) for f in fs]
+    groups = {}
+    for i, x in enumerate(ids): groups.setdefault(x.lower(), []).append(i)
+    for g in (g for g in groups.values() if len(g) > 1):
+        root = Path(os.path.commonpath([fs[i].parent for i in g]))
+        rel = {i: [escape_text(o) for o in fs[i].parent.relative_to(root).parts] for i in g}
+        cand = {i: '/'.join(rel[i] + [ids[i]]) for i in g}
+        if len({c.lower() for c in cand.values()}) < len(g):   # still equal: with the suffix, if that tells them apart
+            full = {i: '/'.join(rel[i] + [escape_text(fs[i].name)]) for i in g}
+            if len({c.lower() for c in full.values()}) == len(g): cand = full
+        for i in g: ids[i] = cand[i]
+    seen = set()
+    for i, x in enumerate(ids):   # anything still equal (the same name twice, in one folder, in two cases) gets a number
+        k, y = 1, x
+        while y.lower() in seen: k += 1; y = f'{x}~{k}'
+        seen.add(y.lower()); ids[i] = y
+    return ids
 
 # %% ../nbs/51_predict.ipynb #a52507b0
 STAGE1_HEADER = 'Image Id\tİnme Var mı?'
@@ -41,8 +67,8 @@ STAGE1_HEADER = 'Image Id\tİnme Var mı?'
 def stage1_text(ids,   # image ids
                 stroke # 0/1 per id
                )->str: # the competition's stage-1 table
-    "The stage-1 answer file: header `Image Id<TAB>İnme Var mı?`, rows `<id><TAB><0|1>`"
-    return ''.join([STAGE1_HEADER + '\n', *(f'{i}\t{int(s)}\n' for i, s in zip(ids, stroke))])
+    "The stage-1 answer file: header `Image Id<TAB>İnme Var mı?`, rows `<id><TAB><0|1>` (ids escaped: one row per line)"
+    return ''.join([STAGE1_HEADER + '\n', *(f'{escape_text(i)}\t{int(s)}\n' for i, s in zip(ids, stroke))])
 
 # %% ../nbs/51_predict.ipynb #ab680904
 @functools.lru_cache(maxsize=16)
@@ -72,18 +98,67 @@ class _MaskWriter:
         while self.pending: self._collect(*self.pending.popleft())
         self.ex.shutdown()
 
-def _write_outputs(out, rows, names, log, meta, fallback=()):
+OUTPUTS = ('masks', 'errors.csv', 'skipped.csv', 'stage1.csv', 'stage1.txt', 'predict.json')  # what a run leaves, predict.json last
+MASK_BYTES = 64 << 10   # room to ask for per slice (a MASK PNG is a few kB)
+
+def _write_outputs(out, rows, names, log, skipped, meta, fallback=()):
     df = pd.DataFrame(rows, columns=['image_id', 'stroke', 'probability', *[f'{c}_{n}' for n in names for c in ('vote', 'prob')], 'file'])
+    df['file'] = df.file.map(escape_text)
     write_csv(out/'stage1.csv', df)
     write_text(out/'stage1.txt', stage1_text([*df.image_id, *(i for i, _ in fallback)], [*df.stroke, *(a for _, a in fallback)]))
     log.write(out/'errors.csv')
+    skipped.write(out/'skipped.csv')
     write_json(out/'predict.json', meta)
     return df
 
+# %% ../nbs/51_predict.ipynb #0f1d0001
+def _check_owned(out:Path, inputs):
+    "Refuse an output folder whose outputs predict did not write, or that is an input folder"
+    ins = [Path(o) for o in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    if any(p.is_dir() and os.path.realpath(p) == os.path.realpath(out) for p in ins):
+        raise BadInput(out, 'the output folder is also an input folder: choose another one for --out')
+    theirs = [n for n in OUTPUTS if (out/n).exists()]
+    if theirs and not (out/'predict.json').exists():
+        raise BadInput(out, f"holds {', '.join(theirs)} that predict did not write (no predict.json): choose another output folder")
+
+def _exclude(out:Path, inputs)->Path|None:
+    "The folder a scan of `inputs` leaves out: `out`, unless an input lies inside it (then its outputs are not below that input)"
+    ins = [Path(o) for o in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    return None if any(os.path.realpath(p).startswith(os.path.realpath(out) + os.sep) for p in ins) else out
+
+def _check_models(models_dir, allow_partial:bool)->list:
+    "What `models_dir` lacks to be a finished run's (`check_complete`); refused unless `allow_partial`, then a warning"
+    missing = check_complete(models_dir) if Path(models_dir).is_dir() else []   # no folder at all: `load_models` says so
+    if missing and not allow_partial:
+        raise BadInput(models_dir, f"not a finished run's models ({'; '.join(missing)}): finish the training, or predict "
+                                   "with the models there with allow_partial=True (stroke-ct predict --allow-partial)")
+    if missing: warnings.warn(f"{models_dir}: predicting with an unfinished models folder: {'; '.join(missing)}")
+    return missing
+
+@contextlib.contextmanager
+def _claim(out:Path):
+    "Lock `out` and yield an empty staging folder inside it; the staging folder is removed if the block fails"
+    with folder_lock(out):
+        stage = out/'.partial'
+        shutil.rmtree(stage, ignore_errors=True); stage.mkdir()
+        try: yield stage
+        finally: shutil.rmtree(stage, ignore_errors=True)
+
+def _publish(stage:Path, out:Path)->str|None:
+    "Move the finished outputs from `stage` into `out`, an earlier run's outputs to `out/previous` first (returned)"
+    old = [n for n in OUTPUTS if (out/n).exists()]
+    if old:
+        prev = out/'previous'
+        shutil.rmtree(prev, ignore_errors=True); prev.mkdir()
+        for n in old: os.replace(out/n, prev/n)
+    for n in OUTPUTS:
+        if (stage/n).exists(): os.replace(stage/n, out/n)
+    return str(out/'previous') if old else None
+
 # %% ../nbs/51_predict.ipynb #6ec51d57
-def predict(models_dir,              # folder with classifiers/<name>/, optional unet/ and ensemble.json
+def predict(models_dir,              # a finished run's models folder: classifiers/<name>/, unet/, ensemble.json, complete.json
             inputs,                  # PNG/DICOM files and/or folders (recursive)
-            out,                     # output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json
+            out,                     # output folder: stage1.csv, stage1.txt, masks/, errors.csv, skipped.csv, predict.json
             bs:int=16,               # slices per batch
             segment_all:bool=False,  # run the U-Net on every slice, not only those classified stroke
             threshold:float|None=None, # stroke threshold (default: ensemble.json, else 0.5)
@@ -96,10 +171,13 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
             device=None,             # default: CUDA if available, else CPU
             models=None,             # already loaded models (`infer.load_models`), to skip loading
             fallback:int|None=None,  # stage1.txt answer for slices that could not be read (None: leave them out)
+            allow_partial:bool=False,# predict with an unfinished models folder (`modelio.check_complete`), saying what is missing
             progress:bool=True,      # show a progress bar
-           )->dict:                  # summary: counts, n_failed, seconds, images_per_s, precision, ...
-    "Classify (ensemble) and segment unseen slices; write stage1.csv/.txt, masks/<id>.png, errors.csv"
-    t0, out, log = time.time(), Path(out), ErrorLog()
+           )->dict:                  # summary: counts, n_failed, n_skipped, seconds, images_per_s, precision, missing_models, ...
+    "Classify (ensemble) and segment unseen slices; write stage1.csv/.txt, masks/<id>.png, errors.csv, skipped.csv"
+    t0, out, log, skipped = time.time(), Path(out), ErrorLog(), ErrorLog()
+    check_out(out); _check_owned(out, inputs)   # before any work
+    missing = _check_models(models_dir, allow_partial)
     device = get_device(device)
     M = models or load_models(models_dir)
     cls, unet, ens = M.classifiers, M.unet, M.ensemble
@@ -111,41 +189,46 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
     cl = (device.type == 'cuda' or torch.backends.cpu.get_cpu_capability() != 'DEFAULT') if channels_last is None else channels_last
     allm, plan = M.all, Plan(str(device), prec, bool(cl), bool(fold_bn))
     for m in allm: m.runtime(plan)   # build the inference copies before the clock starts
-    files = find_inputs(inputs, log, exclude=out)
-    num_workers, num_threads = cpu_plan(len(files), bs, num_workers, num_threads, device)
-    dl = slice_batches(files, [m.key for m in allm], bs, num_workers)
-    names, rows, n_seg, writer, t1 = M.names, [], 0, _MaskWriter(log), time.time()
-    try:
-        with torch_threads(num_threads), torch.inference_mode():
-            for b in (progress_bar(dl, leave=False) if progress and len(files) else dl):
-                for fn, reason in b['errors']: log.add(fn, reason)
-                if not b['i']: continue
-                P = classify_batch(b, cls, plan)
-                ans = ~np.isnan(P).all(0)
-                for fn in np.array(b['file'])[~ans]: log.add(fn, 'no classifier can read this file (DICOM-window models only, and it is a PNG)')
-                s, pr = np.zeros(len(ans), int), np.full(len(ans), np.nan)
-                if ans.any(): s[ans], pr[ans] = combine_votes(P[:, ans], names, vote, threshold, ens.weights)
-                need = ans & ((s == 1) | segment_all)
-                masks = segment_batch(b, unet, need, plan, log) if unet else [None]*len(s)
-                n_seg += sum(o is not None for o in masks)
-                for k in np.flatnonzero(ans):
-                    fn, hw = Path(b['file'][k]), b['hw'][k]
-                    votes = [v for p in P[:, k] for v in ((-1, np.nan) if np.isnan(p) else (int(p >= threshold), float(p)))]
-                    rows.append([fn.stem, int(s[k]), float(pr[k]), *votes, str(fn)])
-                    if unet is not None: writer.submit(fn, out/'masks'/f'{fn.stem}.png', masks[k], hw)
-    finally: writer.close()
-    t2, n_masks = time.time(), writer.n
-    n_ok, n_unanswered = len(rows), len({r['file'] for r in log.rows} - {r[-1] for r in rows})
-    summ = dict(n_inputs=n_ok + n_unanswered, n_ok=n_ok, n_unanswered=n_unanswered, n_failed=len(log),
-                n_stroke=sum(r[1] for r in rows), n_normal=sum(1 - r[1] for r in rows), n_masks=n_masks, n_segmented=n_seg,
-                seconds=round(t2 - t0, 3), seconds_loading=round(t1 - t0, 3), images_per_s=round(n_ok/(t2 - t1), 2) if n_ok else None,
-                precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
-                vote=vote, threshold=float(threshold), device=str(device), out=str(out))
-    meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, torch=torch.__version__,
-                models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size,
-                             window=m.window, sha256=m.rec.sha256) for m in allm])
-    fb = [] if fallback is None else [(f.stem, int(fallback)) for f in files if str(f) not in {r[-1] for r in rows}]
-    _write_outputs(out, rows, names, log, meta, fb)
+    with _claim(out) as stage:
+        files = find_inputs(inputs, log, exclude=_exclude(out, inputs), skipped=skipped)
+        check_out(out, need=(1 << 20) + MASK_BYTES*len(files)*(unet is not None))
+        ids = dict(zip(map(str, files), image_ids(files)))
+        num_workers, num_threads = cpu_plan(len(files), bs, num_workers, num_threads, device)
+        dl = slice_batches(files, [m.key for m in allm], bs, num_workers)
+        names, rows, n_seg, writer, t1 = M.names, [], 0, _MaskWriter(log), time.time()
+        try:
+            with torch_threads(num_threads), torch.inference_mode():
+                for b in (progress_bar(dl, leave=False) if progress and len(files) else dl):
+                    for fn, reason in b['errors']: log.add(fn, reason)
+                    if not b['i']: continue
+                    P = classify_batch(b, cls, plan, log)   # a model's NaN/inf: no answer, and an error naming the model
+                    ans = ~np.isnan(P).all(0)
+                    can = np.array([[k == 'dicom' or not m.dicom_only for k in b['kind']] for m in cls]).any(0)
+                    for fn in np.array(b['file'])[~can]: log.add(fn, 'no classifier can read this file (DICOM-window models only, and it is a PNG)')
+                    s, pr = np.zeros(len(ans), int), np.full(len(ans), np.nan)
+                    if ans.any(): s[ans], pr[ans] = combine_votes(P[:, ans], names, vote, threshold, ens.weights)
+                    need = ans & ((s == 1) | segment_all)
+                    masks = segment_batch(b, unet, need, plan, log) if unet else [None]*len(s)
+                    n_seg += sum(o is not None for o in masks)
+                    for k in np.flatnonzero(ans):
+                        fn, hw = Path(b['file'][k]), b['hw'][k]
+                        votes = [v for p in P[:, k] for v in ((-1, np.nan) if np.isnan(p) else (int(p >= threshold), float(p)))]
+                        rows.append([ids[str(fn)], int(s[k]), float(pr[k]), *votes, str(fn)])
+                        if unet is not None: writer.submit(fn, stage/'masks'/f'{ids[str(fn)]}.png', masks[k], hw)
+        finally: writer.close()
+        t2, n_masks, answered = time.time(), writer.n, {r[-1] for r in rows}
+        n_ok, n_unanswered = len(rows), len({r['file'] for r in log.rows} - answered)
+        summ = dict(n_inputs=n_ok + n_unanswered, n_ok=n_ok, n_unanswered=n_unanswered, n_failed=len(log), n_skipped=len(skipped),
+                    n_stroke=sum(r[1] for r in rows), n_normal=sum(1 - r[1] for r in rows), n_masks=n_masks, n_segmented=n_seg,
+                    seconds=round(t2 - t0, 3), seconds_loading=round(t1 - t0, 3), images_per_s=round(n_ok/(t2 - t1), 2) if n_ok else None,
+                    precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
+                    vote=vote, threshold=float(threshold), device=str(device), out=str(out), missing_models=missing, has_unet=unet is not None)
+        meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, torch=torch.__version__,
+                    models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size,
+                                 window=m.window, sha256=m.rec.sha256) for m in allm])
+        fb = [] if fallback is None else [(ids[str(f)], int(fallback)) for f in files if str(f) not in answered]
+        _write_outputs(stage, rows, names, log, skipped, meta, fb)
+        summ['moved_aside'] = _publish(stage, out)
     if unet is None: warnings.warn(f'{models_dir}: no unet/ folder, so no masks were written')
     return summ
 
@@ -156,10 +239,17 @@ def predict_cli(inputs,                 # PNG/DICOM files and/or folders (`strok
                 segment_all:bool=False, # `--segment-all`
                 **kwargs,               # passed to `predict`
                )->tuple:                # (exit code, one-line summary)
-    "Run `predict` for the CLI: exit code 0 only if every input got an answer (and a mask), and a summary line"
-    s = predict(models_dir, inputs, out, segment_all=segment_all, **kwargs)
-    msg = (f"{s['n_ok']} slice(s): {s['n_stroke']} stroke, {s['n_normal']} normal; {s['n_masks']} mask(s); "
-           f"{s['images_per_s']} images/s ({s['precision']}); wrote {Path(out)/'stage1.txt'}")
-    if s['n_failed']: msg += f"; {s['n_failed']} failed, see {Path(out)/'errors.csv'}"
+    "Run `predict` for the CLI: exit code 0 only if every slice got an answer (and a mask, when the run has a U-Net) from a finished run's models"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # what the warnings say is in the summary line
+        s = predict(models_dir, inputs, out, segment_all=segment_all, **kwargs)
+    out = Path(out)
+    msg = (f"{s['n_ok']} slice(s): {s['n_stroke']} stroke, {s['n_normal']} normal; "
+           f"{s['n_masks']} mask(s)" + ('' if s['has_unet'] else ' (no U-Net in this models folder)') +
+           f"; {s['images_per_s']} images/s ({s['precision']}); wrote {out/'stage1.txt'}")
+    if s['n_failed']: msg += f"; {s['n_failed']} failed, see {out/'errors.csv'}"
+    if s['n_skipped']: msg += f"; {s['n_skipped']} file(s) in the input folders are not slices, see {out/'skipped.csv'}"
     if not s['n_ok'] and not s['n_failed']: msg += ' (no PNG or DICOM slices found)'
-    return (1 if s['n_failed'] or not s['n_ok'] else 0), msg
+    if s['moved_aside']: msg += f"; the earlier outputs were moved to {s['moved_aside']}"
+    if s['missing_models']: msg += f"; PARTIAL: predicted with an unfinished models folder ({'; '.join(s['missing_models'])})"
+    return (1 if s['n_failed'] or not s['n_ok'] or s['missing_models'] else 0), msg

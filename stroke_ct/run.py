@@ -13,11 +13,11 @@ from .report import run_metadata
 from .data.dicom import WINDOW_CHOICES
 from .data.layout import resolve, read_manifest, write_manifest
 from .data.splits import choose_manifest
-from .modelio import CLASSIFIER_ARCHS, UNET_ARCHS, UNET_OPTIONS, RunLayout
+from .modelio import CLASSIFIER_ARCHS, UNET_ARCHS, UNET_OPTIONS, RunLayout, mark_complete
 
 # %% auto #0
-__all__ = ['ARCH_SETTINGS', 'PRESETS', 'DataConfig', 'ClassifierConfig', 'UNetConfig', 'EvalConfig', 'PredictConfig',
-           'SynthConfig', 'RunConfig', 'Run']
+__all__ = ['ARCH_SETTINGS', 'PRESETS', 'MODEL_STAGES', 'DataConfig', 'ClassifierConfig', 'UNetConfig', 'EvalConfig',
+           'PredictConfig', 'SynthConfig', 'RunConfig', 'Run']
 
 # %% ../nbs/11_run.ipynb #b0b01005
 ARCH_SETTINGS = ('size', 'bs', 'epochs', 'lr')
@@ -253,6 +253,8 @@ PRESETS['quick'] = PRESETS['demo'].set('name=quick', 'classifiers.per_arch={}', 
                                        'synth.n_normal=40', 'synth.n_ischemic=20', 'synth.n_hemorrhagic=20')
 
 # %% ../nbs/11_run.ipynb #b0b01012
+MODEL_STAGES = ('classifiers', 'vote', 'unet')  # the stages that write models/ (each ends with `record(<stage>=...)`)
+
 class Run:
     "A run folder with its configuration and its data: what every training stage reads and writes"
     def __init__(self, path,                      # the run folder (made if missing)
@@ -316,10 +318,31 @@ class Run:
         return json.loads(f.read_text()) if f.exists() else {}
 
     def record(self, **kwargs)->dict:
-        "Merge `kwargs` into summary.json (written atomically) and return the whole summary"
+        "Merge `kwargs` into summary.json (written atomically) and return the whole summary; a model stage's record updates models/complete.json"
         s = {**self.summary(), **kwargs}
         write_json(self.layout.summary, s)
+        if set(kwargs) & set(MODEL_STAGES): self.update_complete()
         return s
+
+    def missing_models(self)->list:
+        "What the models folder lacks before it is complete: configured classifiers, a vote made after them, the U-Net (unless the data had no masks)"
+        M, archs = self.layout.models, self.cfg.classifiers.archs
+        p = [f'classifiers/{a}' for a in archs if not (M.classifier(a)/'model.json').exists()]
+        if not M.ensemble.exists(): p.append('ensemble.json (the vote stage)')
+        elif not p and M.ensemble.stat().st_mtime < max((M.classifier(a)/'model.json').stat().st_mtime for a in archs):
+            p.append('ensemble.json is older than the classifiers (run the vote stage again)')
+        if not (M.unet/'model.json').exists() and not self.summary().get('unet', {}).get('skipped'): p.append('unet')
+        return p
+
+    def update_complete(self)->list:
+        "Write models/complete.json (`modelio.mark_complete`) when no model is missing, else remove it; what is missing"
+        miss, M = self.missing_models(), self.layout.models
+        if miss: M.complete.unlink(missing_ok=True)
+        else:
+            has_unet = (M.unet/'model.json').exists()
+            mark_complete(M.root, self.cfg.classifiers.archs, unet=has_unet,
+                          note=f'run {self.cfg.name}' + ('' if has_unet else f": no U-Net ({self.summary().get('unet', {}).get('skipped')})"))
+        return miss
 
     def metadata(self, **extra)->dict:
         "Where a result came from (`report.run_metadata`): time, versions, commit, and this run's name, seed, data and configuration"
@@ -329,7 +352,7 @@ class Run:
         "Add a stage's unreadable files to RUN/errors.csv (each file and reason once); how many rows it now has"
         f = self.layout.errors
         old = pd.read_csv(f, dtype=str, keep_default_na=False).to_dict('records') if f.exists() else []
-        rows = old + [r for r in log.rows if r not in old]
+        rows = old + [r for r in log.df().to_dict('records') if r not in old]
         if rows != old or not f.exists(): write_csv(f, pd.DataFrame(rows, columns=['file', 'reason']))
         return len(rows)
 

@@ -1,0 +1,815 @@
+#!/usr/bin/env python3
+"""The "nothing lost, nothing silent" audit: every `stroke-ct` command under bad or odd inputs, interruptions and
+full disks, each case printed as handled or NOT HANDLED with what was seen.
+
+A case is handled when the command gives a clear per-file error or a result, exits non-zero when something was not
+done, leaves nothing partial and says nothing in silence (no traceback, no missing row, no mask without its row).
+
+    python bench/audit.py                  # every case (about 5 minutes on 2 cores)
+    python bench/audit.py --only predict   # the cases whose group or name contains a word
+    python bench/audit.py --list           # the cases, without running them
+    python bench/audit.py --json out.json  # also write the results
+
+Commands run in this process through `stroke_ct.cli.main` (an uncaught exception counts as a traceback), except the
+ones that need a process of their own (kill -9, Ctrl-C, a second predict holding the output folder, a memory limit).
+Models are tiny untrained ones (what is judged is the plumbing, not the answers). Full-disk cases mount a small
+tmpfs when this process may (root in a container usually may); otherwise they are reported as not run. The exit
+status is the number of cases not handled (0: all handled).
+"""
+from __future__ import annotations
+import argparse, contextlib, io, json, os, pickle, shutil, signal, struct, subprocess, sys, tempfile, time, traceback, warnings, zlib
+from pathlib import Path
+
+CASES = []   # (group, name, function)
+
+def case(group, name):
+    "Register an audit case: the function returns (handled, what was seen)"
+    def f(fn): CASES.append((group, name, fn)); return fn
+    return f
+
+# ---------------------------------------------------------------------------------------------------- helpers
+W = None       # the scratch folder (set in main)
+ENV = {}       # shared fixtures: models folder, slices, ...
+
+def run_cli(*args):
+    "(exit status, stdout, stderr, traceback or '') of `stroke-ct ARGS` run in this process"
+    from stroke_ct.cli import main
+    out, err, tb = io.StringIO(), io.StringIO(), ''
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try: code = main([str(a) for a in args])
+        except SystemExit as e: code = e.code
+        except BaseException as e: code, tb = None, ''.join(traceback.format_exception(e))
+    return code, out.getvalue(), err.getvalue(), tb
+
+def run_sub(*args, timeout=600, **kw):
+    "`python -m stroke_ct ARGS` in a process of its own"
+    return subprocess.run([sys.executable, '-m', 'stroke_ct', *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw)
+
+def one_line(err:str)->bool:
+    "stderr is one error line (python warnings aside) and no traceback"
+    lines = [l for l in err.splitlines() if l.strip() and 'Warning' not in l and not l.startswith(' ')]
+    return 'Traceback' not in err and len(lines) == 1
+
+def fresh(name:str)->Path:
+    "A new empty-named path under the scratch folder (not made)"
+    ENV['n'] = ENV.get('n', 0) + 1
+    return W/f'{ENV["n"]:03d}_{name}'
+
+def tables(out:Path)->dict:
+    "What a predict run left: rows, errors, skipped, mask ids, stage1.txt ids"
+    import pandas as pd
+    r = dict(rows=[], errors=[], skipped=[], masks=[], txt=[], partial=(out/'.partial').exists())
+    if (out/'stage1.csv').exists(): r['rows'] = pd.read_csv(out/'stage1.csv', dtype={'image_id': str}, keep_default_na=False).to_dict('records')
+    for k in ('errors', 'skipped'):
+        if (out/f'{k}.csv').exists(): r[k] = pd.read_csv(out/f'{k}.csv', dtype=str, keep_default_na=False).to_dict('records')
+    if (out/'masks').exists(): r['masks'] = sorted(p.relative_to(out/'masks').with_suffix('').as_posix() for p in (out/'masks').rglob('*.png'))
+    if (out/'stage1.txt').exists(): r['txt'] = [l.split('\t') for l in (out/'stage1.txt').read_text(encoding='utf-8').split('\n')[1:-1]]
+    return r
+
+def consistent(out:Path, masks=True)->str:
+    "'' when the published outputs agree (every mask has its row and the other way round, stage1.txt one row per line), else what does not"
+    t = tables(out)
+    ids = sorted(r['image_id'] for r in t['rows'])
+    if len(set(ids)) != len(ids): return 'duplicate ids in stage1.csv'
+    if masks and t['masks'] != ids: return f"{len(t['masks'])} masks for {len(ids)} rows"
+    if any(len(l) != 2 for l in t['txt']): return 'stage1.txt has a row that is not <id><TAB><answer>'
+    if sorted(l[0] for l in t['txt']) != ids: return 'stage1.txt and stage1.csv differ'
+    return ''
+
+def predict_cli(inputs, out=None, models=None, *extra):
+    "Run `stroke-ct predict` in this process; (code, stdout, stderr, traceback, out)"
+    out = out or fresh('pred')
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    code, o, e, tb = run_cli('predict', *inputs, '--models', models or ENV['models'], '--out', out, '--workers', 0, '--threads', 1, *extra)
+    return code, o, e, tb, out
+
+def files_named(rows, key='file')->set: return {Path(r[key]).name for r in rows}
+
+def state(folder:Path)->dict:
+    "Every file under `folder` with its bytes, hidden ones aside (the lock, the staging folder of a run in progress)"
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob('*'))
+            if p.is_file() and not any(o.startswith('.') for o in p.relative_to(folder).parts)}
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+def setup():
+    "Phantom slices, a finished run's tiny models folder, and odd files"
+    import numpy as np, torch
+    from PIL import Image
+    from fastai.vision.all import imagenet_stats
+    from stroke_ct.metrics import SEG_CLASSES
+    from stroke_ct.data.synth import make_synth
+    from stroke_ct.data.layout import resolve
+    from stroke_ct.modelio import ModelRecord, EnsembleRecord, HEAD_ARGS, build_model, save_model, write_ensemble, mark_complete
+    torch.set_num_threads(1)
+    syn = W/'synth'
+    man = resolve(make_synth(syn, n_normal=6, n_ischemic=3, n_hemorrhagic=3, seed=0, progress=False), syn)
+    ENV.update(synth=syn, pngs=[Path(p) for p in man.png], dcms=[Path(p) for p in man.dicom])
+    md, stats = W/'models', [list(imagenet_stats[0]), list(imagenet_stats[1])]
+    for i, a in enumerate(('mobilenet_v2', 'resnet34')):
+        torch.manual_seed(i)
+        rec = ModelRecord('classifier', a, 32, ['normal', 'stroke'], stats=stats, options=dict(HEAD_ARGS))
+        save_model(build_model(rec), rec, md/'classifiers'/a)
+    torch.manual_seed(2)
+    rec = ModelRecord('unet', 'resnet18', 32, SEG_CLASSES, stats=stats, options=dict(self_attention=True, last_cross=True))
+    save_model(build_model(rec), rec, md/'unet')
+    write_ensemble(EnsembleRecord('soft', 0.5), md/'ensemble.json')
+    mark_complete(md, ['mobilenet_v2', 'resnet34'])
+    ENV['models'] = md
+    ENV['mixed'] = mixed_folder(W/'mixed')
+
+def copy_models(name:str)->Path:
+    "A copy of the finished models folder to spoil"
+    d = fresh(name); shutil.copytree(ENV['models'], d); return d
+
+def png_bomb(fn, w=40000, h=40000):
+    "A tiny PNG whose header declares w x h pixels (far beyond PIL's decompression-bomb limit)"
+    def chunk(t, data): return struct.pack('>I', len(data)) + t + data + struct.pack('>I', zlib.crc32(t + data) & 0xffffffff)
+    raw = zlib.compress(b'\0' * (w + 1) * 16)   # a few rows; the header is what a reader meets first
+    Path(fn).write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0)) + chunk(b'IDAT', raw) + chunk(b'IEND', b''))
+
+def dicom_bomb(fn, rows=20000, cols=20000):
+    "A deflated DICOM of a few hundred kB declaring rows x cols 16-bit pixels (written in chunks: never in memory)"
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.filebase import DicomBytesIO
+    meta = FileMetaDataset(); meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+    meta.MediaStorageSOPInstanceUID = '1.2.3.4.5'; meta.TransferSyntaxUID = '1.2.840.10008.1.2.1.99'   # deflated explicit VR LE
+    ds = Dataset(); ds.SOPClassUID = meta.MediaStorageSOPClassUID; ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = 'CT'; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = 'MONOCHROME2'; ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    body = DicomBytesIO(); body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    n = rows * cols * 2
+    head = DicomBytesIO(); head.is_little_endian, head.is_implicit_VR = True, False
+    write_file_meta_info(head, meta)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    with open(fn, 'wb') as f:
+        f.write(b'\0' * 128 + b'DICM' + head.getvalue())
+        f.write(c.compress(body.getvalue() + struct.pack('<HH2sHI', 0x7FE0, 0x0010, b'OW', 0, n)))
+        zero = b'\0' * (8 << 20)
+        for _ in range(n // len(zero)): f.write(c.compress(zero))
+        f.write(c.compress(b'\0' * (n % len(zero)))); f.write(c.flush())
+
+def mixed_folder(d:Path)->dict:
+    "A 507-file folder as a careless user hands it over: slices, copies, broken files, other files, hidden ones, links"
+    import numpy as np
+    from PIL import Image
+    d.mkdir()
+    pngs, dcms = ENV['pngs'], ENV['dcms']
+    good, bad, other = [], [], []
+    for i in range(150):  # PNG slices, some in sub-folders
+        f = d/('series%d' % (i % 3))/f'p{i:03d}.png'; f.parent.mkdir(exist_ok=True); shutil.copy(pngs[i % len(pngs)], f); good.append(f)
+    for i in range(100):  # DICOM slices, a third without extension
+        f = d/'dicom'/(f'd{i:03d}.dcm' if i % 3 else f'd{i:03d}'); f.parent.mkdir(exist_ok=True); shutil.copy(dcms[i % len(dcms)], f); good.append(f)
+    for i in range(30):   # truncated DICOMs
+        raw = dcms[i % len(dcms)].read_bytes(); f = d/'broken'/f't{i:02d}.dcm'; f.parent.mkdir(exist_ok=True); f.write_bytes(raw[:len(raw)//2]); bad.append(f)
+    for i in range(30):   # PNGs cut after the signature, empty PNGs
+        f = d/'broken'/f'c{i:02d}.png'; f.write_bytes(pngs[0].read_bytes()[:100] if i % 2 else b''); bad.append(f)
+    for i in range(20):   # text named .dcm
+        f = d/'broken'/f'fake{i:02d}.dcm'; f.write_text('not a dicom'); bad.append(f)
+    for i in range(50):   # JPEGs
+        f = d/'photos'/f'j{i:02d}.jpg'; f.parent.mkdir(exist_ok=True)
+        Image.fromarray((np.random.default_rng(i).random((16, 16)) * 255).astype(np.uint8)).save(f, format='JPEG'); other.append(f)
+    for i in range(60):   # notes, CSVs, spreadsheets, PDFs
+        f = d/'docs'/f'n{i:02d}.{("txt", "csv", "xlsx", "pdf")[i % 4]}'; f.parent.mkdir(exist_ok=True); f.write_bytes(os.urandom(64)); other.append(f)
+    for i in range(40):   # hidden files and a hidden folder
+        f = (d/'.cache'/f'h{i:02d}.png') if i % 2 else (d/f'.h{i:02d}.png'); f.parent.mkdir(exist_ok=True); shutil.copy(pngs[0], f); other.append(f)
+    (d/'dicom'/'DICOMDIR').write_bytes(b'\0' * 128 + b'DICM' + b'\0' * 16); other.append(d/'dicom'/'DICOMDIR')
+    for i in range(13):   # broken links
+        f = d/'links'/f'gone{i:02d}.png'; f.parent.mkdir(exist_ok=True); f.symlink_to(d/'nowhere'/f'{i}.png'); other.append(f)
+    (d/'links'/'loop').symlink_to(d/'links'); other.append(d/'links'/'loop')
+    (d/'empty_folder').mkdir()
+    for i in range(12):   # zero-byte files without extension
+        f = d/'docs'/f'zero{i:02d}'; f.write_bytes(b''); other.append(f)
+    n = sum(1 for p in d.rglob('*') if p.is_file() or p.is_symlink())
+    assert len(good) + len(bad) + len(other) == n == 507, (len(good), len(bad), len(other), n)
+    return dict(dir=d, good=good, bad=bad, other=other)
+
+def spoil_record(md:Path, sub:str, **changes)->Path:
+    "Change fields of md/sub/model.json"
+    j = json.loads((md/sub/'model.json').read_text()); j.update(changes); (md/sub/'model.json').write_text(json.dumps(j)); return md
+
+# ---------------------------------------------------------------------------------------------------- predict: inputs
+@case('predict/inputs', 'a mixed 507-file folder: every slice answered with its mask, every broken file an error, every other file listed as skipped')
+def _():
+    m = ENV['mixed']
+    code, o, e, tb, out = predict_cli(m['dir'])
+    t = tables(out)
+    got = {str(Path(r['file'])) for r in t['rows']}
+    miss = [f for f in m['good'] if str(f) not in got]
+    errs = {Path(r['file']).name for r in t['errors']}
+    sk = {r['file'] for r in t['skipped']}
+    nb = [f.name for f in m['bad'] if f.name not in errs]
+    listed = sk | got   # JPEGs may be read as slices; a hidden folder may be listed as one entry
+    no = [str(f) for f in m['other'] if not ({str(f)} | {str(p) for p in f.parents}) & listed and f.name not in errs]
+    ok = not tb and code == 1 and not miss and not nb and not no and not consistent(out)
+    return ok, f"exit {code}; rows {len(t['rows'])} (slices {len(m['good'])}), errors {len(t['errors'])}/{len(m['bad'])}, skipped {len(t['skipped'])} of {len(m['other'])} others; " \
+               f"unlisted slices {len(miss)}, unlisted broken {len(nb)}, unlisted others {len(no)} {no[:3]}; {consistent(out) or 'masks = rows'}"
+
+@case('predict/inputs', 'an empty folder: exit 1, says no slices found')
+def _():
+    (d := fresh('empty')).mkdir()
+    code, o, e, tb, out = predict_cli(d)
+    return not tb and code == 1 and 'no PNG or DICOM slices found' in o, f'exit {code}: {o.strip()[-120:]}'
+
+@case('predict/inputs', 'an input that does not exist: an error row, exit 1')
+def _():
+    code, o, e, tb, out = predict_cli([ENV['pngs'][0], W/'no'/'such.png'])
+    t = tables(out)
+    return not tb and code == 1 and len(t['rows']) == 1 and any('no such file' in r['reason'] for r in t['errors']), f"exit {code}; {t['errors']}"
+
+def _bad_file(name, data):
+    (d := fresh('bad')).mkdir(); f = d/name
+    f.write_bytes(data) if isinstance(data, bytes) else data(f)
+    code, o, e, tb, out = predict_cli([ENV['pngs'][0], f])
+    t = tables(out)
+    why = [r['reason'] for r in t['errors'] if Path(r['file']).name == name]
+    ok = not tb and code == 1 and len(t['rows']) == 1 and len(why) == 1 and len(why[0]) > 10 and not consistent(out)
+    return ok, f'exit {code}; {why[:1] or e.strip()[-150:] or tb[-200:]}'
+
+for _n, _d in [('empty.png', b''), ('empty.dcm', b''), ('garbage.png', b'\x89PNG\r\n\x1a\n' + b'garbage' * 20),
+               ('text.dcm', b'this is not a DICOM'), ('random.png', os.urandom(3000))]:
+    case('predict/inputs', f'a broken file ({_n}): one error row naming it, the good slice answered')(lambda n=_n, d=_d: _bad_file(n, d))
+
+@case('predict/inputs', 'a 16-bit PNG (not a windowed slice): an error row saying so')
+def _():
+    import numpy as np
+    from PIL import Image
+    return _bad_file('deep.png', lambda f: Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(f))
+
+@case('predict/inputs', 'a DICOM truncated in its pixel data: an error row')
+def _():
+    raw = ENV['dcms'][0].read_bytes(); return _bad_file('truncated.dcm', raw[:len(raw) * 2 // 3])
+
+@case('predict/inputs', 'a PNG cut in the middle of its pixel data: an error row')
+def _():
+    raw = ENV['pngs'][0].read_bytes(); return _bad_file('cut.png', raw[:len(raw) // 2])
+
+@case('predict/inputs', 'a DICOM with no pixel data: an error row')
+def _():
+    import pydicom
+    def mk(f):
+        ds = pydicom.dcmread(ENV['dcms'][0]); del ds.PixelData; ds.save_as(f)
+    return _bad_file('nopixels.dcm', mk)
+
+@case('predict/inputs', 'a DICOM whose Rows/Columns do not match its pixel data: an error row')
+def _():
+    import pydicom
+    def mk(f):
+        ds = pydicom.dcmread(ENV['dcms'][0]); ds.Rows = ds.Rows + 7; ds.save_as(f)
+    return _bad_file('wrongsize.dcm', mk)
+
+@case('predict/inputs', 'a PNG decompression bomb (header: 40000 x 40000): an error row, no memory blow-up')
+def _(): return _bad_file('bomb.png', png_bomb)
+
+@case('predict/inputs', 'a deflated DICOM declaring 20000 x 20000 pixels: an error row before decoding (run with a 7 GB address-space limit)')
+def _():
+    (d := fresh('dbomb')).mkdir(); f = d/'bomb.dcm'; dicom_bomb(f); shutil.copy(ENV['pngs'][0], d/'good.png')
+    out = fresh('dbomb_out')
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (7 << 30, 7 << 30)); sys.argv = ['stroke-ct'] + sys.argv[1:]\n"
+            "from stroke_ct.cli import main; sys.exit(main())")
+    t0 = time.time()
+    r = subprocess.run([sys.executable, '-c', code, 'predict', str(d), '--models', str(ENV['models']), '--out', str(out), '--workers', '0', '--threads', '1'],
+                       capture_output=True, text=True, timeout=600)
+    t = tables(out)
+    why = [x['reason'] for x in t['errors'] if Path(x['file']).name == 'bomb.dcm']
+    ok = r.returncode == 1 and 'Traceback' not in r.stderr and len(t['rows']) == 1 and why and 'Memory' not in why[0]
+    return ok, f"exit {r.returncode} in {time.time() - t0:.0f} s ({f.stat().st_size >> 10} kB file); {why[:1] or r.stderr.strip()[-200:]}"
+
+def _answered(make, name, n=1):
+    "Odd but readable input: answered (a row and a mask each), exit 0"
+    (d := fresh('odd')).mkdir(); make(d)
+    code, o, e, tb, out = predict_cli(d)
+    t = tables(out)
+    ok = not tb and code == 0 and len(t['rows']) == n and not consistent(out)
+    return ok, f"exit {code}; {len(t['rows'])} row(s); {[r['reason'] for r in t['errors']][:2] or consistent(out) or 'masks = rows'}"
+
+for _name, _mk, _n in [
+        ('an extensionless DICOM', lambda d: shutil.copy(ENV['dcms'][0], d/'1.2.840.113619.2.55'), 1),
+        ('a DICOM named .png', lambda d: shutil.copy(ENV['dcms'][0], d/'slice.png'), 1),
+        ('a PNG named .dcm', lambda d: shutil.copy(ENV['pngs'][0], d/'slice.dcm'), 1),
+        ('a 300x260 PNG', lambda d: __import__('PIL.Image').Image.open(ENV['pngs'][0]).convert('L').resize((300, 260)).save(d/'odd.png'), 1),
+        ('a 1x1 PNG', lambda d: __import__('PIL.Image').Image.new('L', (1, 1)).save(d/'tiny.png'), 1),
+        ('an RGBA PNG', lambda d: __import__('PIL.Image').Image.open(ENV['pngs'][0]).convert('RGBA').save(d/'rgba.png'), 1),
+        ('a palette PNG', lambda d: __import__('PIL.Image').Image.open(ENV['pngs'][0]).convert('P').save(d/'pal.png'), 1),
+        ('a file named with spaces and Turkish letters', lambda d: shutil.copy(ENV['pngs'][0], d/'İnme hastası ğüşıöç.png'), 1),
+        ('a file name starting with a dash', lambda d: shutil.copy(ENV['pngs'][0], d/'-rf.png'), 1),
+        ('the same file twice through a link', lambda d: (shutil.copy(ENV['pngs'][0], d/'a.png'), (d/'b.png').symlink_to(d/'a.png')), 1),
+        ('two patients whose series both hold 000001.dcm ... 000003.dcm', lambda d: [shutil.copy(ENV['dcms'][k], (d/p).mkdir(exist_ok=True) or d/p/f'{k % 3 + 1:06d}.dcm')
+                                                                           for p, ks in (('p1', (0, 1, 2)), ('p2', (3, 4, 5))) for k in ks], 6),
+        ('a.png and a.dcm in one folder', lambda d: (shutil.copy(ENV['pngs'][0], d/'a.png'), shutil.copy(ENV['dcms'][0], d/'a.dcm')), 2),
+        ('A.png and a.png (one file on macOS)', lambda d: (shutil.copy(ENV['pngs'][0], d/'A.png'), shutil.copy(ENV['pngs'][1], d/'a.png')), 2)]:
+    case('predict/inputs', f'{_name}: answered')(lambda m=_mk, nm=_name, n=_n: _answered(m, nm, n))
+
+def _pydicom_file(name):
+    from pydicom.data import get_testdata_file
+    return get_testdata_file(name)
+
+for _f in ('CT_small.dcm', 'MR_small_RLE.dcm', 'JPEG2000.dcm', 'MR_small_jpeg_ls_lossless.dcm', 'ExplVR_BigEnd.dcm', 'no_meta.dcm',
+           'rtdose.dcm', 'SC_rgb.dcm', 'emri_small.dcm', 'MR_truncated.dcm', 'rtplan.dcm', 'waveform_ecg.dcm'):
+    def _odd_dicom(f=_f):
+        src = _pydicom_file(f)
+        if src is None: return True, 'not shipped with this pydicom: not run'
+        (d := fresh('pyd')).mkdir(); shutil.copy(src, d/f)
+        code, o, e, tb, out = predict_cli(d)
+        t = tables(out)
+        ok = not tb and ((code == 0 and len(t['rows']) >= 1) or (code == 1 and len(t['errors']) >= 1 and len(t['errors'][0]['reason']) > 10)) and not consistent(out)
+        return ok, f"exit {code}; rows {len(t['rows'])}; {[r['reason'][:100] for r in t['errors']][:1]}"
+    case('predict/inputs', f"pydicom's odd DICOM {_f}: answered or one clear error")(_odd_dicom)
+
+@case('predict/inputs', 'file names with a tab, a newline and an escape sequence: every row on its own line')
+def _():
+    (d := fresh('names')).mkdir()
+    for k, n in enumerate(('tab\there.png', 'new\nline.png', 'esc\x1b[31mred.png')): shutil.copy(ENV['pngs'][k], d/n)
+    code, o, e, tb, out = predict_cli(d)
+    t = tables(out)
+    lines = (out/'stage1.txt').read_text(encoding='utf-8').split('\n') if (out/'stage1.txt').exists() else []
+    ok = not tb and code == 0 and len(lines) == 5 and all(l.count('\t') == 1 for l in lines[:-1]) and not consistent(out)
+    return ok, f"exit {code}; stage1.txt lines {len(lines) - 1}; ids {[r['image_id'] for r in t['rows']]}"
+
+@case('predict/inputs', 'a broken link and a link loop in the input folder: listed as skipped, no hang')
+def _():
+    (d := fresh('links')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png'); (d/'gone.png').symlink_to(d/'nowhere.png'); (d/'loop').symlink_to(d)
+    code, o, e, tb, out = predict_cli(d)
+    t = tables(out)
+    return not tb and code == 0 and {Path(r['file']).name for r in t['skipped']} == {'gone.png', 'loop'}, f"exit {code}; skipped {[(Path(r['file']).name, r['reason']) for r in t['skipped']]}"
+
+@case('predict/inputs', 'JPEG, DICOMDIR and hidden files in the input: listed (skipped.csv or errors.csv), counted in the summary')
+def _():
+    (d := fresh('others')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png')
+    for f in ENV['mixed']['other'][:3] + [ENV['mixed']['dir']/'dicom'/'DICOMDIR', ENV['mixed']['dir']/'.h00.png']: shutil.copy(f, d/f.name)
+    code, o, e, tb, out = predict_cli(d)
+    t = tables(out)
+    listed = files_named(t['skipped']) | files_named(t['errors']) | files_named(t['rows'])
+    want = {p.name for p in d.iterdir()}
+    return not tb and want <= listed and ('skipped' in o or 'not slices' in o), f"exit {code}; not listed: {sorted(want - listed)}; {o.strip()[-110:]}"
+
+@case('predict/inputs', 'the output folder inside the input folder: its masks are not read back')
+def _():
+    (d := fresh('outin')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png')
+    predict_cli(d, d/'pred')
+    code, o, e, tb, out = predict_cli(d, d/'pred')
+    t = tables(out)
+    return not tb and code == 0 and len(t['rows']) == 1 and not consistent(out), f"exit {code}; rows {len(t['rows'])}"
+
+@case('predict/inputs', 'the output folder is the input folder: refused in one line')
+def _():
+    (d := fresh('same')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png')
+    code, o, e, tb, out = predict_cli(d, d)
+    return not tb and code == 2 and one_line(e), f'exit {code}: {e.strip()}'
+
+@case('predict/inputs', 'an input folder inside the output folder: answered')
+def _():
+    out = fresh('outer'); (out/'in').mkdir(parents=True); shutil.copy(ENV['pngs'][0], out/'in'/'a.png')
+    code, o, e, tb, out = predict_cli(out/'in', out)
+    return not tb and code == 0 and len(tables(out)['rows']) == 1, f'exit {code}'
+
+@case('predict/inputs', '--fallback 1: unreadable slices get an answer in stage1.txt, and are still errors')
+def _():
+    (d := fresh('fb')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png'); (d/'b.png').write_bytes(b'')
+    code, o, e, tb, out = predict_cli(d, None, None, '--fallback', '1')
+    t = tables(out)
+    return not tb and code == 1 and sorted(t['txt']) == sorted([[t['rows'][0]['image_id'], str(t['rows'][0]['stroke'])], ['b', '1']]) and len(t['errors']) == 1, f"exit {code}; {t['txt']}"
+
+# ---------------------------------------------------------------------------------------------------- predict: models
+def _refused(md, *want, extra=()):
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, md, *extra)
+    ok = not tb and code == 2 and one_line(e) and all(w in e for w in want) and not (Path(out)/'stage1.csv').exists()
+    return ok, f'exit {code}: {(e.strip() or tb[-300:])[:260]}'
+
+@case('predict/models', 'training stopped after 2 of 5 classifiers (no complete.json): refused, naming why')
+def _():
+    md = copy_models('two_of_five'); (md/'complete.json').unlink(); shutil.rmtree(md/'unet')
+    return _refused(md, 'no complete.json', '--allow-partial')
+
+@case('predict/models', 'a finished run whose unet/ was lost: refused, naming the U-Net')
+def _():
+    md = copy_models('nounet'); shutil.rmtree(md/'unet'); return _refused(md, 'unet missing')
+
+@case('predict/models', 'a finished run that lost a classifier: refused, naming it')
+def _():
+    md = copy_models('lost'); shutil.rmtree(md/'classifiers'/'resnet34'); return _refused(md, 'classifier resnet34 missing')
+
+@case('predict/models', '--allow-partial on an unfinished folder: predicts, says which models are missing, exits 1')
+def _():
+    md = copy_models('partial'); shutil.rmtree(md/'unet'); shutil.rmtree(md/'classifiers'/'resnet34')
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, md, '--allow-partial')
+    t = tables(out)
+    return not tb and code == 1 and 'PARTIAL' in o and 'unet missing' in o and 'resnet34 missing' in o and len(t['rows']) == 2, f'exit {code}: {o.strip()[-200:]}'
+
+@case('predict/models', 'a classifier trained again after the run finished (checksum changed): refused')
+def _():
+    import torch
+    from stroke_ct.modelio import load_model, save_model
+    md = copy_models('retrained'); m, rec = load_model(md/'classifiers'/'resnet34')
+    with torch.no_grad(): next(m.parameters()).add_(1)
+    save_model(m, rec, md/'classifiers'/'resnet34')
+    return _refused(md, 'classifier resnet34 changed')
+
+@case('predict/models', 'a classifier folder that is not one of the run\'s: refused')
+def _():
+    md = copy_models('extra'); shutil.copytree(md/'classifiers'/'resnet34', md/'classifiers'/'resnet34_old'); return _refused(md, 'resnet34_old')
+
+@case('predict/models', 'ensemble.json changed after the run finished: refused')
+def _():
+    md = copy_models('ens'); (md/'ensemble.json').write_text('{"vote": "hard", "threshold": 0.3}'); return _refused(md, 'ensemble.json changed')
+
+@case('predict/models', 'complete.json damaged: refused')
+def _():
+    md = copy_models('cj'); (md/'complete.json').write_text('{"format": "x"'); return _refused(md, 'not a completeness record')
+
+@case('predict/models', 'the models folder does not exist: one line')
+def _(): return _refused(W/'no'/'models', 'models folder not found')
+
+@case('predict/models', 'the models folder is a file: one line')
+def _():
+    (f := fresh('mfile')).write_text('x'); return _refused(f)
+
+@case('predict/models', 'a models folder with no classifiers/: one line')
+def _():
+    md = copy_models('nocls'); shutil.rmtree(md/'classifiers'); return _refused(md)
+
+for _what, _spoil, _want in [
+        ('model.json missing', lambda md: (md/'classifiers'/'resnet34'/'model.json').unlink(), 'model.json'),
+        ('model.pth missing', lambda md: (md/'classifiers'/'resnet34'/'model.pth').unlink(), 'model.pth: missing'),
+        ('model.json not JSON', lambda md: (md/'classifiers'/'resnet34'/'model.json').write_text('{"kind": '), 'not valid JSON'),
+        ('model.json size 0', lambda md: spoil_record(md, 'classifiers/resnet34', size=0), 'size must be an integer'),
+        ('model.json size "abc"', lambda md: spoil_record(md, 'classifiers/resnet34', size='abc'), 'size must be an integer'),
+        ('model.json with an unknown key', lambda md: spoil_record(md, 'classifiers/resnet34', windw='brain'), "unknown keys ['windw']"),
+        ('model.json weights ../x.pth', lambda md: spoil_record(md, 'classifiers/resnet34', weights='../mobilenet_v2/model.pth'), 'weights must be a file name inside'),
+        ('model.json weights /etc/passwd', lambda md: spoil_record(md, 'classifiers/resnet34', weights='/etc/passwd'), 'weights must be a file name inside'),
+        ('model.json unknown arch', lambda md: spoil_record(md, 'classifiers/resnet34', arch='alexnet'), 'unknown classifier architecture'),
+        ('model.json NaN statistics', lambda md: spoil_record(md, 'classifiers/resnet34', stats=[[0.5] * 3, [float('nan')] * 3]), 'stats must be'),
+        ('model.json unknown window', lambda md: spoil_record(md, 'classifiers/resnet34', window='lung'), 'window must be one of'),
+        ('model.json classes without stroke', lambda md: spoil_record(md, 'classifiers/resnet34', classes=['a', 'b']), "have no 'stroke'"),
+        ('weights changed (checksum)', lambda md: (md/'classifiers'/'resnet34'/'model.pth').write_bytes((md/'classifiers'/'resnet34'/'model.pth').read_bytes()[:-8] + b'12345678'), 'checksum differs'),
+        ('weights of another architecture', lambda md: (shutil.copy(md/'classifiers'/'mobilenet_v2'/'model.pth', md/'classifiers'/'resnet34'/'model.pth'),
+                                                        spoil_record(md, 'classifiers/resnet34', sha256=__import__('stroke_ct.core').core.file_hash(md/'classifiers'/'resnet34'/'model.pth'))), 'does not fit'),
+        ('weights a link out of the model folder', lambda md: ((md/'classifiers'/'resnet34'/'model.pth').unlink(), (md/'classifiers'/'resnet34'/'model.pth').symlink_to(ENV['models']/'classifiers'/'resnet34'/'model.pth')), 'outside the model folder'),
+        ('a U-Net in the classifiers folder', lambda md: (shutil.rmtree(md/'classifiers'/'resnet34'), shutil.copytree(md/'unet', md/'classifiers'/'resnet34')), 'a unet in the classifiers folder'),
+        ('ensemble.json not JSON', lambda md: (md/'ensemble.json').write_text('{"vote": "hard"'), 'not valid JSON'),
+        ('ensemble.json naming other models', lambda md: (md/'ensemble.json').write_text('{"vote": "weighted", "weights": {"x": 1}}'), 'weights name'),
+        ('ensemble.json threshold 2', lambda md: (md/'ensemble.json').write_text('{"vote": "hard", "threshold": 2}'), 'threshold must be'),
+        ('ensemble.json vote "median"', lambda md: (md/'ensemble.json').write_text('{"vote": "median"}'), "unknown vote 'median'"),
+        ('ensemble.json with an unknown key', lambda md: (md/'ensemble.json').write_text('{"vote": "hard", "colour": 1}'), "unknown keys ['colour']")]:
+    def _spoiled(spoil=_spoil, want=_want, what=_what):
+        from stroke_ct.modelio import mark_complete
+        md = copy_models('spoil'); spoil(md)
+        return _refused(md, want, extra=('--allow-partial',))   # past the completeness check: the file itself must be refused
+    case('predict/models', f'{_what}: refused in one line naming the file and the field')(_spoiled)
+
+class _Evil:
+    def __reduce__(self): return (os.system, (f'touch {W}/PWNED',))
+
+def _pickled(write):
+    md = copy_models('pickle'); f = md/'classifiers'/'resnet34'/'model.pth'
+    (W/'PWNED').unlink(missing_ok=True); write(f)
+    spoil_record(md, 'classifiers/resnet34', sha256=__import__('stroke_ct.core').core.file_hash(f))
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:1], None, md, '--allow-partial')
+    ran = (W/'PWNED').exists()
+    ok = not ran and not tb and code == 2 and one_line(e) and ('run code' in e or 'unreadable weights file' in e) and 'weights_only=False' not in e
+    return ok, f"code {'RAN' if ran else 'not run'}; exit {code}: {e.strip()[:220]}"
+
+for _what, _write in [('a state dict holding an object that runs a command', lambda f: __import__('torch').save({'x': _Evil()}, f)),
+                      ('the same in torch\'s legacy format', lambda f: __import__('torch').save({'x': _Evil()}, f, _use_new_zipfile_serialization=False)),
+                      ('a plain pickle', lambda f: f.write_bytes(pickle.dumps(_Evil()))),
+                      ('a whole pickled nn.Module', lambda f: __import__('torch').save(__import__('torch').nn.Linear(2, 2), f))]:
+    case('predict/models', f'pickle attack, {_what}: not loaded, nothing run, the refusal says why (no advice to turn the safety off)')(lambda w=_write: _pickled(w))
+
+def _nan_model(sub, value):
+    import torch
+    from stroke_ct.modelio import load_model, save_model, mark_complete
+    md = copy_models('nan'); m, rec = load_model(md/sub)
+    with torch.no_grad(): list(m.parameters())[-1].fill_(value)
+    save_model(m, rec, md/sub); mark_complete(md, ['mobilenet_v2', 'resnet34'])
+    return md
+
+@case('predict/models', 'a classifier that outputs NaN: every slice an error naming the model, no silent abstention, exit 1')
+def _():
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, _nan_model('classifiers/resnet34', float('nan')))
+    t = tables(out)
+    return not tb and code == 1 and len(t['errors']) == 2 and all('resnet34' in r['reason'] and 'NaN' in r['reason'] for r in t['errors']), f"exit {code}; {[r['reason'][:90] for r in t['errors']][:1]}"
+
+@case('predict/models', 'a classifier that outputs inf: errors naming the model, exit 1')
+def _():
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, _nan_model('classifiers/mobilenet_v2', float('inf')))
+    t = tables(out)
+    return not tb and code == 1 and len(t['errors']) == 2 and all('mobilenet_v2' in r['reason'] for r in t['errors']), f"exit {code}; {[r['reason'][:90] for r in t['errors']][:1]}"
+
+@case('predict/models', 'a U-Net that outputs NaN: errors naming the U-Net (masks left black), exit 1')
+def _():
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, _nan_model('unet', float('nan')), '--segment-all')
+    t = tables(out)
+    return not tb and code == 1 and len(t['errors']) == 2 and all('U-Net' in r['reason'] for r in t['errors']), f"exit {code}; {[r['reason'][:90] for r in t['errors']][:1]}"
+
+# ---------------------------------------------------------------------------------------------------- predict: the output folder
+@case('predict/out', '--out is a file: one line before any work, exit 2')
+def _():
+    (f := fresh('ofile')).write_text('x')
+    t0 = time.time(); code, o, e, tb, out = predict_cli(ENV['mixed']['dir'], f)
+    return not tb and code == 2 and one_line(e) and 'not a folder' in e and time.time() - t0 < 5, f'exit {code} after {time.time() - t0:.1f} s: {e.strip()}'
+
+@case('predict/out', '--out below a file: one line, exit 2')
+def _():
+    (f := fresh('ofile')).write_text('x')
+    code, o, e, tb, out = predict_cli(ENV['pngs'][:1], f/'sub')
+    return not tb and code == 2 and one_line(e), f'exit {code}: {e.strip()}'
+
+def _as_nobody(fn):
+    "Run fn() in a forked child as an unprivileged user; what it returns"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r); os.setgid(65534); os.setuid(65534); res = fn()
+        except BaseException as e: res = (None, '', '', repr(e))
+        os.write(w, json.dumps(res, default=str).encode()); os._exit(0)
+    os.close(w); data = b''
+    while (b := os.read(r, 1 << 16)): data += b
+    os.waitpid(pid, 0); return json.loads(data)
+
+@case('predict/out', '--out read-only (as an unprivileged user): one line before any work, exit 2')
+def _():
+    if os.getuid() != 0: ro = fresh('ro'); ro.mkdir(); os.chmod(ro, 0o555); code, o, e, tb, _ = predict_cli(ENV['pngs'][:1], ro)
+    else:
+        ro = fresh('ro'); ro.mkdir(); os.chmod(ro, 0o555); os.chmod(W, 0o755)
+        code, o, e, tb = _as_nobody(lambda: list(predict_cli(ENV['pngs'][:1], ro))[:4])
+    return not tb and code == 2 and one_line(e) and 'cannot write' in e, f'exit {code}: {(e or tb).strip()[:200]}'
+
+@contextlib.contextmanager
+def small_disk(size='2m'):
+    "A tmpfs of `size` mounted under the scratch folder (None when this process may not mount)"
+    d = fresh('disk'); d.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(d)], capture_output=True)
+    if r.returncode: yield None; return
+    try: yield d
+    finally: subprocess.run(['umount', '-l', str(d)], capture_output=True)
+
+@case('predict/out', '--out on a nearly full disk (a real 2 MB tmpfs, 507-file folder): one line before any inference, exit 2')
+def _():
+    with small_disk('2m') as disk:
+        if disk is None: return True, 'cannot mount a tmpfs here: not run'
+        t0 = time.time(); code, o, e, tb, out = predict_cli(ENV['mixed']['dir'], disk/'pred')
+        return not tb and code == 2 and one_line(e) and 'no space left' in e, f'exit {code} after {time.time() - t0:.1f} s: {e.strip()[:200]}'
+
+@case('predict/out', 'a disk that fills during the run (a real tmpfs, 40 slices): every slice without a mask is an error, exit non-zero, nothing half-written')
+def _():
+    with small_disk('2m') as disk:
+        if disk is None: return True, 'cannot mount a tmpfs here: not run'
+        (d := fresh('forty')).mkdir()
+        for k in range(40): shutil.copy(ENV['pngs'][k % len(ENV['pngs'])], d/f'{k:02d}.png')
+        import stroke_ct.predict as P
+        (disk/'filler').write_bytes(b'\0' * (shutil.disk_usage(disk).free - (40 << 10)))   # room for a few masks, not for 40
+        check = P.check_out; P.check_out = lambda out, need=0: check(out)   # let the run start, so the disk fills while it writes
+        try: code, o, e, tb, out = predict_cli(d, disk/'pred', None, '--segment-all')
+        finally: P.check_out = check
+        t = tables(disk/'pred')
+        ids, masks = {r['image_id'] for r in t['rows']}, set(t['masks'])
+        unlisted = {r['image_id'] for r in t['rows'] if r['image_id'] not in masks and r['file'] not in {x['file'] for x in t['errors']}}
+        ok = not tb and code in (1, 2) and masks <= ids and not unlisted and not t['partial']
+        return ok, f"exit {code}; rows {len(ids)} masks {len(masks)}, rows without a mask and no error: {len(unlisted)}; {(e.strip() or o.strip())[-160:]}"
+
+@case('predict/out', 'a second predict into the same --out while the first runs: fails at once, the first finishes whole')
+def _():
+    out = fresh('busy')
+    p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out), '--workers', '0', '--threads', '1'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.2)
+    t1 = time.time(); code, o, e, tb, _ = predict_cli(ENV['pngs'][:2], out); dt = time.time() - t1
+    p.wait(600)
+    ok = not tb and code == 2 and 'in use' in e and dt < 10 and p.returncode == 1 and not consistent(out)
+    return ok, f'second: exit {code} after {dt:.1f} s ({e.strip()[:100]}); first: exit {p.returncode}; {consistent(out) or "masks = rows"}'
+
+@case('predict/out', 'two predicts one after the other into one --out: only the second run\'s masks and rows, the first\'s moved to previous/')
+def _():
+    out = fresh('twice')
+    predict_cli(ENV['mixed']['dir'], out)
+    code, o, e, tb, _ = predict_cli(ENV['pngs'][:3], out)
+    t = tables(out)
+    return not tb and code == 0 and len(t['rows']) == 3 and not consistent(out) and (out/'previous'/'stage1.csv').exists(), \
+           f"exit {code}; rows {len(t['rows'])}, masks {len(t['masks'])}; {o.strip()[-80:]}"
+
+@case('predict/out', 'an --out holding masks/ that predict did not write: refused, nothing moved')
+def _():
+    out = fresh('foreign'); (out/'masks').mkdir(parents=True); shutil.copy(ENV['pngs'][0], out/'masks'/'truth.png')
+    code, o, e, tb, _ = predict_cli(ENV['pngs'][:1], out)
+    return not tb and code == 2 and one_line(e) and (out/'masks'/'truth.png').exists(), f'exit {code}: {e.strip()[:160]}'
+
+def _killed(sig, delays):
+    "Earlier outputs in --out, then predict runs killed with `sig` after each delay: the folder always holds one whole run"
+    out = fresh('killed')
+    predict_cli(ENV['pngs'][:3], out)
+    seen = []
+    for t in delays:
+        before = state(out)
+        p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out),
+                              '--workers', '0', '--threads', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(t); p.send_signal(sig); _, err = p.communicate(timeout=120)
+        after, t_ = state(out), tables(out)
+        whole = after == before or (not consistent(out) and (out/'predict.json').exists() and len(t_['rows']) >= len(ENV['mixed']['good']))
+        seen.append((t, p.returncode, whole, 'Traceback' in err))
+    code, o, e, tb, _ = predict_cli(ENV['pngs'][:2], out)   # and the folder is usable afterwards
+    ok = all(w and not trace for _, _, w, trace in seen) and code == 0 and not consistent(out) and not tables(out)['partial']
+    return ok, f'{[(t, rc, "whole" if w else "PARTIAL") for t, rc, w, _ in seen]}; then exit {code}'
+
+@case('predict/out', 'kill -9 seven times during predict (at 1-14 s): --out always holds one whole run, and works after')
+def _(): return _killed(signal.SIGKILL, (1, 3, 5, 6, 7, 9, 14))
+
+@case('predict/out', 'Ctrl-C during predict: exit 130, "interrupted", --out holds the earlier run whole')
+def _():
+    out = fresh('ctrlc'); predict_cli(ENV['pngs'][:3], out); before = state(out)
+    p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out),
+                          '--workers', '0', '--threads', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.2)
+    time.sleep(1); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+    return p.returncode == 130 and 'interrupted' in err and state(out) == before and not (out/'.partial').exists(), f'exit {p.returncode}: {err.strip()[-100:]}'
+
+# ---------------------------------------------------------------------------------------------------- other commands: output folders
+def _out_is_file(*args):
+    (f := fresh('afile')).write_text('x')
+    args = [f if a == 'OUT' else f/'m.csv' if a == 'OUT/m.csv' else a for a in args]
+    t0 = time.time(); code, o, e, tb = run_cli(*args)
+    return not tb and code == 2 and one_line(e) and str(f) in e and time.time() - t0 < 10, f'exit {code} after {time.time() - t0:.1f} s: {(e or tb).strip()[:160]}'
+
+for _args in (('synth', 'OUT'), ('dicom2png', 'DCM', '--out', 'OUT'), ('manifest', 'SYN', '--out', 'OUT/m.csv'), ('demo', 'OUT', '--quick'),
+              ('train', 'SYN', 'OUT', '--preset', 'quick')):
+    case('commands/out', f"{_args[0]}: an output path that is a file, one line before any work")(
+        lambda a=_args: _out_is_file(*[ENV['dcms'][0] if x == 'DCM' else ENV['synth'] if x == 'SYN' else x for x in a]))
+
+@case('commands/out', 'dicom2png into a read-only folder (as an unprivileged user): one line, exit 2')
+def _():
+    ro = fresh('ro2'); ro.mkdir(); os.chmod(ro, 0o555); os.chmod(W, 0o755)
+    f = lambda: list(run_cli('dicom2png', ENV['dcms'][0], '--out', ro))
+    code, o, e, tb = _as_nobody(f) if os.getuid() == 0 else f()
+    return not tb and code == 2 and one_line(e), f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('commands/out', 'synth onto a real full disk (tmpfs): one line before writing, exit 2')
+def _():
+    with small_disk('1m') as disk:
+        if disk is None: return True, 'cannot mount a tmpfs here: not run'
+        code, o, e, tb = run_cli('synth', disk/'s', '--n-normal', 40)
+        return not tb and code == 2 and one_line(e) and 'no space left' in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('commands/out', 'a full disk while a model is saved (torch.save on a real 64 MB tmpfs): "PATH: no space left on the device", nothing half-written')
+def _():
+    import torch
+    from stroke_ct.modelio import ModelRecord, build_model, save_model
+    with small_disk('64m') as disk:
+        if disk is None: return True, 'cannot mount a tmpfs here: not run'
+        (disk/'filler').write_bytes(b'\0' * (56 << 20))
+        rec = ModelRecord('classifier', 'resnet34', 32, ['normal', 'stroke'])
+        try: save_model(build_model(rec), rec, disk/'m'); return False, 'saved: the disk was not full'
+        except OSError as e:
+            left = sorted(p.name for p in (disk/'m').iterdir())
+            return 'no space left on the device' in str(e) and str(disk/'m'/'model.pth') in str(e) and left == [], f'{e}; left {left}'
+        except Exception as e: return False, f'{type(e).__name__}: {str(e)[:200]}'
+
+@case('commands/out', 'train when ImageNet weights cannot be fetched: one line saying what to do')
+def _():
+    import torch
+    from stroke_ct.modelio import fetch_pretrained
+    old_dir, old_dl = torch.hub.get_dir(), torch.hub.download_url_to_file
+    def no_net(*a, **k): raise OSError('[Errno -3] Temporary failure in name resolution')
+    torch.hub.set_dir(str(fresh('hub'))); torch.hub.download_url_to_file = no_net
+    try: code, o, e, tb = run_cli('train', ENV['synth'], fresh('tr'), '--preset', 'seed', '--archs', 'resnet34', '--stage', 'classifiers', '--epochs', 1)
+    finally: torch.hub.set_dir(old_dir); torch.hub.download_url_to_file = old_dl
+    return not tb and code == 2 and one_line(e) and 'no-pretrained' in e, f'exit {code}: {(e or tb).strip()[-200:]}'
+
+# ---------------------------------------------------------------------------------------------------- arguments
+for _args, _opt in [(('train', 'SYN', 'OUT', '--epochs', '-1'), '--epochs'), (('train', 'SYN', 'OUT', '--epochs', '0'), '--epochs'),
+                    (('synth', 'OUT', '--n-normal', '-5'), '--n-normal'), (('synth', 'OUT', '--n-ischemic', 'many'), '--n-ischemic'),
+                    (('synth', 'OUT', '--ischemia-contrast', 'nan', 'nan'), '--ischemia-contrast'), (('synth', 'OUT', '--ischemia-contrast', 'inf', '3'), '--ischemia-contrast'),
+                    (('predict', 'X', '--models', 'M', '--out', 'OUT', '--threshold', '2'), '--threshold'),
+                    (('predict', 'X', '--models', 'M', '--out', 'OUT', '--threshold', 'nan'), '--threshold'),
+                    (('predict', 'X', '--models', 'M', '--out', 'OUT', '--bs', '0'), '--bs'), (('predict', 'X', '--models', 'M', '--out', 'OUT', '--workers', '-1'), '--workers'),
+                    (('predict', 'X', '--models', 'M', '--out', 'OUT', '--threads', '0'), '--threads'), (('predict', 'X', '--models', 'M', '--out', 'OUT', '--vote', 'median'), '--vote'),
+                    (('predict', '--models', 'M', '--out', 'OUT'), 'inputs'), (('manifest', 'SYN', '--n-seg-test', '-1'), '--n-seg-test'),
+                    (('dicom2png', 'X', '--out', 'OUT', '--window', 'lung'), '--window')]:
+    def _arg(a=_args, opt=_opt):
+        out = fresh('never')
+        code, o, e, tb = run_cli(*[ENV['synth'] if x == 'SYN' else out if x == 'OUT' else x for x in a])
+        return not tb and code == 2 and opt in e and not out.exists(), f'exit {code}: {e.strip().splitlines()[-1][:150] if e.strip() else tb[-150:]}'
+    case('arguments', f"{' '.join(_args)}: a usage error naming {_opt}, nothing written")(_arg)
+
+for _args, _want in [(('synth', 'OUT', '--ischemia-contrast', '25', '8'), 'MIN_HU <= MAX_HU'), (('train', 'SYN', 'OUT', '--preset', 'quick', '--set', 'unet.epochs=-1'), 'unet'),
+                     (('train', 'SYN', 'OUT', '--preset', 'quick', '--set', 'unet.epoch=5'), "unknown setting 'unet.epoch'"),
+                     (('train', 'SYN', 'OUT', '--preset', 'quick', '--archs', 'alexnet'), 'alexnet'), (('train', 'SYN', 'OUT', '--config', 'NOFILE'), 'no such file')]:
+    def _val(a=_args, want=_want):
+        code, o, e, tb = run_cli(*[ENV['synth'] if x == 'SYN' else fresh('o') if x == 'OUT' else W/'none.json' if x == 'NOFILE' else x for x in a])
+        return not tb and code == 2 and one_line(e) and want in e, f'exit {code}: {(e or tb).strip()[:160]}'
+    case('arguments', f"{' '.join(_args)}: one line naming the setting, exit 2")(_val)
+
+# ---------------------------------------------------------------------------------------------------- data commands
+def _release(name='release'):
+    "A public-release copy (PNG + OVERLAY, no MASK) of the phantoms' hemorrhage slices"
+    rel = fresh(name)/'Kanama Veri Seti'; src = ENV['synth']/'TRAINING'/'KANAMA'
+    for sub in ('PNG', 'OVERLAY'): shutil.copytree(src/sub, rel/sub)
+    return rel.parent
+
+@case('data', 'check-data on a set whose MASK cannot be decoded (noise): reported, not "usable"')
+def _():
+    import numpy as np
+    from PIL import Image
+    root = fresh('chk'); shutil.copytree(ENV['synth'], root)
+    m = sorted(root.rglob('MASK/*.png'))[0]
+    Image.fromarray((np.random.default_rng(0).random((*Image.open(m).size[::-1], 3)) * 255).astype(np.uint8)).save(m)
+    code, o, e, tb = run_cli('check-data', root)
+    return not tb and (m.name in o + e) and (code != 0 or 'undecodable' in o.lower() or 'cannot' in o.lower()), f'exit {code}; mask named: {m.name in o + e}'
+
+@case('data', 'check-data on an empty folder: non-zero')
+def _():
+    (d := fresh('nodata')).mkdir(); code, o, e, tb = run_cli('check-data', d)
+    return not tb and code not in (0, None), f'exit {code}'
+
+@case('data', 'masks-from-overlays with a mistyped root: one line, exit non-zero, nothing made')
+def _():
+    root = fresh('typo')
+    code, o, e, tb = run_cli('masks-from-overlays', root)
+    return not tb and code not in (0, None) and not root.exists(), f'exit {code}; made: {root.exists()}; {(e or o).strip()[:120]}'
+
+@case('data', 'masks-from-overlays: the error file of a failed run is removed by a clean rerun (exit 0)')
+def _():
+    root = _release()
+    ov = sorted(root.rglob('OVERLAY/*.png'))[0]; keep = ov.read_bytes(); ov.write_bytes(b'broken')
+    run_cli('masks-from-overlays', root)
+    ov.write_bytes(keep)
+    code, o, e, tb = run_cli('masks-from-overlays', root, '--overwrite')
+    if code == 2 and '--overwrite' in e: code, o, e, tb = run_cli('masks-from-overlays', root)
+    return not tb and code == 0 and not (root/'mask_errors.csv').exists(), f'exit {code}; mask_errors.csv left: {(root/"mask_errors.csv").exists()}'
+
+@case('data', 'masks-from-overlays --overwrite rebuilds existing masks')
+def _():
+    root = _release(); run_cli('masks-from-overlays', root)
+    m = sorted(root.rglob('MASK/*.png'))[0]; m.write_bytes(b'stale')
+    code, o, e, tb = run_cli('masks-from-overlays', root, '--overwrite')
+    return not tb and code == 0 and m.read_bytes() != b'stale', f'exit {code}: {(e or o).strip()[-120:]}'
+
+@case('data', 'masks-from-overlays: a stroke overlay with no lesion drawn gives a warning, not a silent all-black mask')
+def _():
+    root = _release(); ov = sorted(root.rglob('OVERLAY/*.png'))[0]
+    shutil.copy(ov.parent.parent/'PNG'/ov.name, ov)
+    code, o, e, tb = run_cli('masks-from-overlays', root)
+    listed = ov.stem in o + e or any(ov.stem in f.read_text(errors='replace') for f in root.glob('*.csv'))
+    said = ov.stem in o + e or 'no lesion' in o + e
+    return not tb and listed and said, f'exit {code}; named: {listed}; {(o + e).strip()[-150:]}'
+
+@case('data', 'dicom2png over a folder with JPEG and text files: the skipped files listed')
+def _():
+    (d := fresh('d2p')).mkdir(); shutil.copy(ENV['dcms'][0], d/'a.dcm')
+    for f in ENV['mixed']['other'][:2] + [ENV['mixed']['dir']/'photos'/'j00.jpg']: shutil.copy(f, d/f.name)
+    out = fresh('d2p_out'); code, o, e, tb = run_cli('dicom2png', d, '--out', out)
+    listed = set()
+    for n in ('skipped.csv', 'errors.csv'):
+        if (out/n).exists(): listed |= {Path(l.split(',')[0]).name for l in (out/n).read_text().splitlines()[1:]}
+    want = {p.name for p in d.iterdir()} - {'a.dcm'}
+    return not tb and want <= listed, f'exit {code}; not listed {sorted(want - listed)}'
+
+@case('data', 'dicom2png on a deflated DICOM declaring 20000 x 20000 pixels: an error row before decoding (7 GB address-space limit)')
+def _():
+    (d := fresh('d2pb')).mkdir(); dicom_bomb(d/'bomb.dcm'); out = fresh('d2pb_out')
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (7 << 30, 7 << 30)); sys.argv = ['stroke-ct'] + sys.argv[1:]\n"
+            "from stroke_ct.cli import main; sys.exit(main())")
+    r = subprocess.run([sys.executable, '-c', code, 'dicom2png', str(d/'bomb.dcm'), '--out', str(out)], capture_output=True, text=True, timeout=600)
+    err = (out/'errors.csv').read_text() if (out/'errors.csv').exists() else ''
+    return r.returncode == 1 and 'bomb.dcm' in err and 'Memory' not in err and 'Traceback' not in r.stderr, f'exit {r.returncode}; {err.strip()[-160:] or r.stderr.strip()[-160:]}'
+
+# ---------------------------------------------------------------------------------------------------- main
+def main():
+    global W
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--only', default=None, help='run the cases whose group or name contains this word')
+    p.add_argument('--list', action='store_true', help='list the cases and exit')
+    p.add_argument('--json', default=None, help='write the results here')
+    p.add_argument('--work', default=None, help='scratch folder (default: a temporary one, removed at the end)')
+    a = p.parse_args()
+    todo = [c for c in CASES if not a.only or a.only in c[0] or a.only in c[1]]
+    if a.list:
+        for i, (g, n, _) in enumerate(todo, 1): print(f'{i:3d} {g:16s} {n}')
+        return 0
+    W = Path(a.work or tempfile.mkdtemp(prefix='stroke_ct-audit-')); W.mkdir(parents=True, exist_ok=True)
+    warnings.simplefilter('ignore')
+    t0 = time.time()
+    try:
+        setup()
+        print(f'{len(todo)} cases; fixtures in {time.time() - t0:.0f} s (scratch: {W})', flush=True)
+        res = []
+        for i, (g, n, fn) in enumerate(todo, 1):
+            t = time.time()
+            try: ok, seen = fn()
+            except Exception as e: ok, seen = False, f'the audit case itself failed: {type(e).__name__}: {str(e)[:200]}'
+            res.append(dict(group=g, case=n, handled=bool(ok), seen=seen, seconds=round(time.time() - t, 1)))
+            print(f"{i:3d} {'handled    ' if ok else 'NOT HANDLED'} [{g}] {n}\n      {seen}", flush=True)
+        bad = [r for r in res if not r['handled']]
+        print(f'\n{len(res) - len(bad)} of {len(res)} cases handled, {len(bad)} not, in {time.time() - t0:.0f} s')
+        for r in bad: print(f"  NOT HANDLED [{r['group']}] {r['case']}")
+        if a.json: Path(a.json).write_text(json.dumps(dict(cases=res, seconds=round(time.time() - t0)), indent=1))
+        return len(bad)
+    finally:
+        if not a.work: shutil.rmtree(W, ignore_errors=True)
+
+if __name__ == '__main__': sys.exit(main())
