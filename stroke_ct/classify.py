@@ -188,6 +188,7 @@ def train_classifiers(self:Run,
         write_table(t1, L.metrics, 'table1_training', self.metadata())
         shutil.rmtree(ckpt, ignore_errors=True)   # the saved model holds the best epoch
         del learn
+    if not main_process(): return dict(probs=None, table1=t1)   # a data-parallel run's other processes: nothing to record
     n_err = self.log_errors(errors)
     self.record(classifiers=dict(archs=list(t1.model), unreadable=n_err))
     return dict(probs=probs, table1=t1)
