@@ -14,7 +14,7 @@ from .report import write_table
 from .modelio import ModelRecord, HEAD_ARGS, get_arch, save_model, fetch_pretrained, read_record
 from .run import Run
 from .loaders import cls_dls, test_dl
-from .fit import Phase, Checkpoints, fit_phases, fine_tune_phases, data_parallel
+from .fit import Phase, Checkpoints, fit_phases, fine_tune_phases, data_parallel, solo
 
 # %% auto #0
 __all__ = ['BF16Autocast', 'class_weights', 'stroke_f1', 'norm_stats', 'make_learner', 'train', 'classifier_record', 'fp32_probs']
@@ -176,7 +176,7 @@ def train_classifiers(self:Run,
         learn = train(dls, arch, epochs=s['epochs'], lr=s['lr'], pretrained=cfg.pretrained, loss_weights=lw,
                       precision=cfg.precision, seed=cfg.seed, ckpt=ckpt, resume=resume, cbs=cbs)
         if not main_process(): continue   # a data-parallel run: the main process predicts and writes
-        p = rows[['image_id', 'split', 'stroke']].assign(**{arch: fp32_probs(learn, dl)})
+        with solo(): p = rows[['image_id', 'split', 'stroke']].assign(**{arch: fp32_probs(learn, dl)})
         row = _table1_row(arch, learn, p, s, cfg.pretrained)
         save_model(learn.model, classifier_record(learn, metrics={k: row[k] for k in ('train_accuracy', 'valid_accuracy')}),
                    L.models.classifier(arch))

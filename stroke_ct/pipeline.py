@@ -13,7 +13,7 @@ from .core import write_text, main_process, get_device
 from .report import to_markdown
 from .data.synth import make_synth
 from .run import Run, RunConfig
-from .fit import launch
+from .fit import launch, solo
 from . import classify, ensemble, segment, scoring  # the stages they add to `Run`
 
 # %% auto #0
@@ -81,10 +81,12 @@ def run(self:Run,
         if not main_process() and st not in ('classifiers', 'unet'): continue   # data-parallel: only training is shared
         t = time.time()
         if st == 'classifiers': self.train_classifiers(resume=resume, cbs=cbs)
-        elif st == 'vote': self.vote()
         elif st == 'unet': self.train_unet(resume=resume, cbs=cbs)
-        elif st == 'evaluate': self.evaluate()
-        else: self.report()
+        else:
+            with solo():   # the main process alone
+                if st == 'vote': self.vote()
+                elif st == 'evaluate': self.evaluate()
+                else: self.report()
         times[st] = round(time.time() - t, 1)
     s = self.summary()
     v, sc = s.get('vote', {}), s.get('scoring', {})
