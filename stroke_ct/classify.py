@@ -4,18 +4,20 @@
 
 # %% ../nbs/21_classify.ipynb #0a282eec
 from __future__ import annotations
-import time
+import shutil, time
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import (vision_learner, Learner, CrossEntropyLossFlat, accuracy, Callback, Normalize, set_seed,
-                               to_float, patch)
-from .core import ErrorLog, write_csv, resolve_precision
+                               to_float, patch, AccumMetric)
+from .core import ErrorLog, write_csv, resolve_precision, main_process
+from .metrics import binary_metrics
 from .report import write_table
-from .modelio import ModelRecord, HEAD_ARGS, get_arch, save_model, fetch_pretrained
+from .modelio import ModelRecord, HEAD_ARGS, get_arch, save_model, fetch_pretrained, read_record
 from .run import Run
 from .loaders import cls_dls, test_dl
+from .fit import Phase, Checkpoints, fit_phases, fine_tune_phases, data_parallel, solo
 
 # %% auto #0
-__all__ = ['BF16Autocast', 'class_weights', 'norm_stats', 'make_learner', 'train', 'classifier_record', 'fp32_probs']
+__all__ = ['BF16Autocast', 'class_weights', 'stroke_f1', 'norm_stats', 'make_learner', 'train', 'classifier_record', 'fp32_probs']
 
 # %% ../nbs/21_classify.ipynb #a63fac0d
 class BF16Autocast(Callback):
@@ -47,6 +49,12 @@ def class_weights(df:pd.DataFrame)->list:
     n = np.bincount(y, minlength=2).astype(float)
     return (len(y) / (2 * np.maximum(n, 1))).tolist()
 
+def stroke_f1(pos:int=1, # index of 'stroke' in the vocabulary
+             )->AccumMetric:
+    "F1 of the stroke class (`metrics.binary_metrics`) as a fastai metric named `f1`"
+    return AccumMetric(lambda p, t: binary_metrics((t == pos).astype(int), (p == pos).astype(int))['f1'],
+                       dim_argmax=-1, to_np=True, name='f1')
+
 def norm_stats(dls)->list|None:
     "[mean, std] of the `Normalize` in `dls.after_batch` (what a saved model must be fed with), or None"
     for t in getattr(getattr(dls, 'after_batch', None), 'fs', []):
@@ -66,7 +74,8 @@ def make_learner(dls,                  # from `loaders.cls_dls`
     set_seed(seed)
     if pretrained: fetch_pretrained(arch, 'classifier')
     loss = CrossEntropyLossFlat(weight=None if loss_weights is None else torch.tensor(loss_weights, dtype=torch.float32, device=dls.device))
-    learn = vision_learner(dls, get_arch(arch), pretrained=pretrained, loss_func=loss, metrics=accuracy, **{**HEAD_ARGS, **kwargs})
+    learn = vision_learner(dls, get_arch(arch), pretrained=pretrained, loss_func=loss,
+                           metrics=[accuracy, stroke_f1(list(dls.vocab).index('stroke'))], **{**HEAD_ARGS, **kwargs})
     learn.set_precision(precision)
     learn.arch_name = arch
     return learn
@@ -80,20 +89,23 @@ def train(dls,                     # from `loaders.cls_dls`
           loss_weights=None,       # weighted cross-entropy, see `class_weights`
           precision:str='auto',    # `core.PRECISIONS`
           seed:int=42,
+          ckpt=None,               # checkpoint folder (None: the best weights are kept in memory only)
+          resume:bool=False,       # continue from the checkpoint in `ckpt`
+          cbs=None,                # more fastai callbacks for the fits
           **kwargs,                # passed to `make_learner`
          )->Learner:
-    "Train `arch` on `dls`; the learner keeps `fit_seconds` and the training settings in `train_meta`"
+    "Train `arch` on `dls`, keeping the best epoch by validation F1; the learner keeps `fit_seconds` and the training record in `train_meta`"
     if epochs < 1: raise ValueError(f'epochs must be >= 1, got {epochs}')
     learn = make_learner(dls, arch, pretrained=pretrained, loss_weights=loss_weights, precision=precision, seed=seed, **kwargs)
-    t0 = time.time()
-    if pretrained: learn.fine_tune(epochs, base_lr=lr or 2e-3)
-    else: learn.fit_one_cycle(epochs, lr_max=lr or 1e-3)
-    learn.fit_seconds = time.time() - t0
-    rec = learn.recorder
-    learn.train_meta = dict(arch=arch, epochs=epochs, lr=lr or (2e-3 if pretrained else 1e-3), pretrained=pretrained,
-                            method='fine_tune' if pretrained else 'fit_one_cycle', seed=seed, bs=dls.bs,
-                            loss_weights=loss_weights, precision=learn.precision, fit_seconds=round(learn.fit_seconds, 2),
-                            final=dict(zip(rec.metric_names[1:-1], map(float, rec.values[-1]))) if rec.values else {})
+    lr = lr or (2e-3 if pretrained else 1e-3)
+    phases = fine_tune_phases(epochs, lr) if pretrained else [Phase(epochs, lr)]
+    settings = dict(arch=arch, epochs=epochs, lr=lr, pretrained=pretrained, seed=seed, bs=dls.bs, size=dls.meta['size'], loss_weights=loss_weights)
+    with data_parallel(learn): ck = fit_phases(learn, phases, Checkpoints(ckpt, settings, 'f1'), resume=resume, cbs=cbs)
+    learn.fit_seconds, learn.best_epoch = ck.seconds, ck.best_epoch
+    learn.train_meta = dict(arch=arch, epochs=epochs, lr=lr, pretrained=pretrained, method='fine_tune' if pretrained else 'fit_one_cycle',
+                            seed=seed, bs=dls.bs, loss_weights=loss_weights, precision=learn.precision, fit_seconds=round(ck.seconds, 2),
+                            best_epoch=ck.best_epoch, monitor='f1', history=ck.history,
+                            final={k: v for k, v in ck.history[-1].items() if k != 'epoch'} if ck.history else {})
     return learn
 
 # %% ../nbs/21_classify.ipynb #4db33928
@@ -102,15 +114,18 @@ def classifier_record(learn:Learner, # a trained classifier learner
                      )->ModelRecord:
     "The `ModelRecord` of a trained classifier learner"
     m = getattr(learn.dls, 'meta', {})
+    kwargs.setdefault('best_epoch', getattr(learn, 'best_epoch', None))
     return ModelRecord(kind='classifier', arch=learn.arch_name, size=m['size'], classes=list(learn.dls.vocab),
                        input=m.get('input', 'png'), window=m.get('window', 'brain'), stats=norm_stats(learn.dls),
                        options=dict(HEAD_ARGS), train=getattr(learn, 'train_meta', {}), **kwargs)
 
 # %% ../nbs/21_classify.ipynb #a85c3706
-def _probs_dl(rows, size, bs, cfg, errors):
+def _probs_dl(rows, size, bs, cfg, errors, device=None):
     "(dls, every readable row train/valid/test, an unshuffled DataLoader over them) for one (size, bs)"
     d = cfg.data
-    dls = cls_dls(rows, size=size, bs=bs, input=d.input, window=d.window, seed=cfg.seed, balanced=cfg.classifiers.balanced, aug_kwargs=d.aug)
+    set_seed(cfg.seed)   # the DataLoaders' shuffling depends on the run's seed only, not on what ran before
+    dls = cls_dls(rows, size=size, bs=bs, input=d.input, window=d.window, seed=cfg.seed, balanced=cfg.classifiers.balanced,
+                  aug_kwargs=d.aug, device=device)
     tst = dls.reader.preload(rows[rows.split == 'test'], dls.errors)
     errors.rows += [r for r in dls.errors.rows if r not in errors.rows]
     allr = pd.concat([dls.train_ds.items, dls.valid_ds.items, tst]).reset_index(drop=True)
@@ -130,10 +145,18 @@ def _table1_row(arch, learn, p, s, pretrained)->dict:
                 precision=learn.precision, seconds=round(learn.fit_seconds, 1),
                 seconds_per_epoch=round(learn.fit_seconds / (s['epochs'] + bool(pretrained)), 2))
 
+def _finished(L, arch, probs, t1)->bool:
+    "True when classifier `arch` of the run is saved, with its probabilities and its Table 1 row"
+    try: read_record(L.models.classifier(arch))
+    except Exception: return False
+    return probs is not None and arch in probs and len(t1) > 0 and arch in set(t1.model)
+
 @patch
 def train_classifiers(self:Run,
-                      archs=None, # the architectures to train (default: all of `config.classifiers.archs`)
-                     )->dict:     # probs (every slice, one column per model), table1
+                      archs=None,         # the architectures to train (default: all of `config.classifiers.archs`)
+                      resume:bool=False,  # skip finished classifiers, continue an interrupted one from its checkpoint
+                      cbs=None,           # more fastai callbacks for every fit
+                     )->dict:             # probs (every slice, one column per model), table1
     "The classifier stage: train each architecture, save it to models/classifiers/<arch>/, record P(stroke) for every slice and Table 1"
     cfg, L = self.cfg, self.layout
     archs = list(archs or cfg.classifiers.archs)
@@ -143,13 +166,17 @@ def train_classifiers(self:Run,
     t1 = pd.read_csv(t1f) if t1f.exists() else pd.DataFrame()
     cache, errors = {}, ErrorLog()
     for arch in archs:
+        if resume and _finished(L, arch, probs, t1):
+            self.log(f'classifier {arch}: finished earlier, skipped'); continue
         s = cfg.classifiers.arch(arch)
-        if (s['size'], s['bs']) not in cache: cache[(s['size'], s['bs'])] = _probs_dl(self.rows, s['size'], s['bs'], cfg, errors)
+        if (s['size'], s['bs']) not in cache: cache[(s['size'], s['bs'])] = _probs_dl(self.rows, s['size'], s['bs'], cfg, errors, self.device)
         dls, rows, dl = cache[(s['size'], s['bs'])]
         self.log(f"classifier {arch}: {s['size']} px, batch {s['bs']}, {s['epochs']} epochs, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices")
+        ckpt = L.checkpoints(f'classifiers/{arch}')
         learn = train(dls, arch, epochs=s['epochs'], lr=s['lr'], pretrained=cfg.pretrained, loss_weights=lw,
-                      precision=cfg.precision, seed=cfg.seed)
-        p = rows[['image_id', 'split', 'stroke']].assign(**{arch: fp32_probs(learn, dl)})
+                      precision=cfg.precision, seed=cfg.seed, ckpt=ckpt, resume=resume, cbs=cbs)
+        if not main_process(): continue   # a data-parallel run: the main process predicts and writes
+        with solo(): p = rows[['image_id', 'split', 'stroke']].assign(**{arch: fp32_probs(learn, dl)})
         row = _table1_row(arch, learn, p, s, cfg.pretrained)
         save_model(learn.model, classifier_record(learn, metrics={k: row[k] for k in ('train_accuracy', 'valid_accuracy')}),
                    L.models.classifier(arch))
@@ -159,7 +186,9 @@ def train_classifiers(self:Run,
         t1 = pd.concat([t1[t1.model != arch] if len(t1) else t1, pd.DataFrame([row])]).reset_index(drop=True)
         t1 = t1.set_index('model').loc[[a for a in cfg.classifiers.archs if a in set(t1.model)]].reset_index()
         write_table(t1, L.metrics, 'table1_training', self.metadata())
+        shutil.rmtree(ckpt, ignore_errors=True)   # the saved model holds the best epoch
         del learn
+    if not main_process(): return dict(probs=None, table1=t1)   # a data-parallel run's other processes: nothing to record
     n_err = self.log_errors(errors)
     self.record(classifiers=dict(archs=list(t1.model), unreadable=n_err))
     return dict(probs=probs, table1=t1)

@@ -99,7 +99,10 @@ def _train_config(a):
 
 def _train(a):
     from stroke_ct.pipeline import train, STAGES
-    r = train(a.data_root, a.out, config=_train_config(a), manifest=a.manifest, stages=a.stage or STAGES, overwrite=a.overwrite)
+    try: r = train(a.data_root, a.out, config=_train_config(a), manifest=a.manifest, stages=a.stage or STAGES, overwrite=a.overwrite, resume=a.resume)
+    except KeyboardInterrupt:
+        print(f'interrupted: the finished epochs are kept in {a.out}; continue with: stroke-ct train {a.data_root} {a.out} --resume', file=sys.stderr)
+        return 130
     print(f"finished {', '.join(a.stage or STAGES)} in {r['seconds']['total']:.0f} s; run folder: {a.out}")
     return 0
 
@@ -203,6 +206,8 @@ def _train_args(sub):
     s.add_argument('--no-pretrained', dest='pretrained', action='store_const', const=False, default=None,
                    help='train from scratch (no ImageNet weights, e.g. offline)')
     s.add_argument('--overwrite', action='store_true', help='replace a different configuration saved in OUT')
+    s.add_argument('--resume', action='store_true',
+                   help='continue a run that stopped: keep finished models, continue an interrupted one from its last epoch')
     s.set_defaults(fn=_train)
 
 @subcommand

@@ -13,7 +13,7 @@ from PIL import Image
 # %% auto #0
 __all__ = ['PRECISIONS', 'scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png', 'file_hash',
            'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'escape_text', 'ErrorLog',
-           'check_out', 'folder_lock', 'shared_data', 'data_dir', 'runs_dir', 'colab_setup']
+           'check_out', 'folder_lock', 'shared_data', 'data_dir', 'runs_dir', 'colab_setup', 'main_process']
 
 # %% ../nbs/00_core.ipynb #a3b48df3
 _scratch = []            # (pid, folder) for every scratch_dir made
@@ -251,3 +251,8 @@ def colab_setup(data:str|Path='/content/drive/MyDrive/TEKNOFEST2021', # the data
     res = dict(data=str(data_dir()), runs=str(runs_dir()), device=dev)
     print(f"data: {res['data']}{'' if data_dir().exists() else ' (not found)'}\nruns: {res['runs']}\ndevice: {dev}")
     return res
+
+# %% ../nbs/00_core.ipynb #e1b92863
+def main_process()->bool:
+    "True unless this process is a non-zero rank of a distributed run (`$RANK`, set by the launchers)"
+    return int(os.environ.get('RANK', 0) or 0) == 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_modelio.ipynb #a0de1002
 from __future__ import annotations
-import json, math, pickle, re, dataclasses, errno, time
+import json, math, pickle, re, dataclasses, errno, time, contextlib, tempfile, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch, torchvision
@@ -18,8 +18,9 @@ from .data.dicom import WINDOW_CHOICES
 # %% auto #0
 __all__ = ['CLASSIFIER_ARCHS', 'UNET_ARCHS', 'ARCHS', 'HEAD_ARGS', 'UNET_OPTIONS', 'MODEL_FORMAT', 'VOTES', 'ENSEMBLE_FORMAT',
            'COMPLETE_FORMAT', 'get_arch', 'ModelRecord', 'read_record', 'write_record', 'build_model', 'save_model',
-           'read_weights', 'fit_weights', 'load_model', 'EnsembleRecord', 'read_ensemble', 'write_ensemble',
-           'WeightsUnavailable', 'fetch_pretrained', 'ModelsLayout', 'RunLayout', 'mark_complete', 'check_complete']
+           'save_torch', 'read_weights', 'fit_weights', 'load_model', 'EnsembleRecord', 'read_ensemble',
+           'write_ensemble', 'WeightsUnavailable', 'fetch_pretrained', 'stand_in_weights', 'stand_in_imagenet',
+           'ModelsLayout', 'RunLayout', 'mark_complete', 'check_complete']
 
 # %% ../nbs/10_modelio.ipynb #a0de1005
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -150,12 +151,19 @@ def save_model(model:nn.Module,   # the trained network
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     rec = dataclasses.replace(rec, weights='model.pth', versions={'torch': torch.__version__, 'torchvision': torchvision.__version__, **rec.versions})
-    fn = path/rec.weights
-    with atomic_path(fn) as tmp:
-        try: torch.save(sd, tmp)
-        except (RuntimeError, OSError) as e: raise _save_error(e, fn) from None
+    save_torch(sd, path/rec.weights)
     write_record(dataclasses.replace(rec, sha256=file_hash(path/rec.weights)), path)
     return path
+
+def save_torch(obj, # tensors and plain containers
+               fn,  # destination file
+              )->Path:
+    "`torch.save(obj, fn)` atomically; its failure as an `OSError` naming `fn` (a full disk: 'no space left on the device')"
+    fn = Path(fn)
+    with atomic_path(fn) as tmp:
+        try: torch.save(obj, tmp)
+        except (RuntimeError, OSError) as e: raise _save_error(e, fn) from None
+    return fn
 
 def _save_error(e:Exception, fn)->OSError:
     "`torch.save`'s failure as an OSError naming `fn`: a full disk shows as an internal 'unexpected pos' error or a failed write"
@@ -281,6 +289,44 @@ def fetch_pretrained(arch:str,             # a key of `ARCHS[kind]`
             f'{fn.parent} (torch.hub.get_dir(); set $TORCH_HOME to move it): copy it there from {w.url}, '
             f'or train from scratch with pretrained=False (stroke-ct train --no-pretrained).') from None
     return fn
+
+# %% ../nbs/10_modelio.ipynb #7c88fa92
+def stand_in_weights(arch:str,              # a key of `ARCHS[kind]`
+                     kind:str='classifier', # 'classifier' or 'unet' (the encoder)
+                     hub_dir=None,          # torch's hub folder (default: `torch.hub.get_dir()`)
+                     seed:int=0,
+                    )->Path:                # the file written, under torchvision's name
+    "Write stand-in ImageNet weights of `arch` to torch's cache: torchvision's file name, keys and shapes, small random values"
+    ctor = get_arch(arch, kind)
+    w = torchvision.models.get_model_weights(ctor).DEFAULT
+    fn = Path(hub_dir or torch.hub.get_dir())/'checkpoints'/Path(w.url).name
+    with torch.device('meta'): sd = ctor(num_classes=len(w.meta['categories'])).state_dict()
+    g, out = torch.Generator().manual_seed(seed), {}
+    for k, t in sd.items():
+        if not t.is_floating_point(): out[k] = torch.zeros(tuple(t.shape), dtype=t.dtype); continue
+        v = torch.randn(sum(n - 1 for n in t.shape) + 1, generator=g)
+        if k.endswith('running_var'): v = v.abs() + 0.5
+        elif k.endswith(('running_mean', 'bias')): v = 0.01*v
+        elif t.ndim == 1: v = 1 + 0.1*v                              # a norm layer's scale
+        else: v = v*(2/t[0].numel())**0.5                            # He: the fan-in is one output unit's inputs
+        out[k] = v.as_strided(tuple(t.shape), (1,)*t.ndim)           # element [i, j, ...] is v[i + j + ...]
+    with atomic_path(fn) as tmp: torch.save(out, tmp)
+    return fn
+
+@contextlib.contextmanager
+def stand_in_imagenet(archs,                # architecture names (or one)
+                      kind:str='classifier',
+                     ):                     # yields the temporary hub folder
+    "For the block: torch's hub cache is a temporary folder holding `stand_in_weights` of `archs`, and downloads fail"
+    old_dir, old_dl, d = torch.hub.get_dir(), torch.hub.download_url_to_file, tempfile.mkdtemp(prefix='stroke_ct-hub-')
+    def _no_download(url, *a, **k): raise RuntimeError(f'stand_in_imagenet: no download of {url}')
+    try:
+        torch.hub.set_dir(d); torch.hub.download_url_to_file = _no_download
+        for a in ([archs] if isinstance(archs, str) else archs): stand_in_weights(a, kind)
+        yield Path(d)
+    finally:
+        torch.hub.set_dir(old_dir); torch.hub.download_url_to_file = old_dl
+        shutil.rmtree(d, ignore_errors=True)
 
 # %% ../nbs/10_modelio.ipynb #a0de101a
 class ModelsLayout:

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
-from .core import write_text
+import os
+from .core import write_text, main_process, get_device
 from .report import to_markdown
 from .data.synth import make_synth
 from .run import Run, RunConfig, MODEL_STAGES
+from .fit import launch, solo
 from . import classify, ensemble, segment, scoring  # the stages they add to `Run`
 
 # %% auto #0
@@ -83,20 +85,25 @@ def report(self:Run)->Path:
 # %% ../nbs/50_pipeline.ipynb #441a448e
 @patch
 def run(self:Run,
-        stages=STAGES,  # the stages to run, in the pipeline's order (any subset of `STAGES`)
-       )->dict:         # the run's summary
+        stages=STAGES,      # the stages to run, in the pipeline's order (any subset of `STAGES`)
+        resume:bool=False,  # keep finished models, continue interrupted ones from their checkpoints
+        cbs=None,           # more fastai callbacks for every training
+       )->dict:             # the run's summary
     "Run `stages` on this run folder and return its summary (also in RUN/summary.json)"
     stages = [stages] if isinstance(stages, str) else list(stages)
     if bad := [s for s in stages if s not in STAGES]: raise ValueError(f'unknown stages {bad}; the stages are {list(STAGES)}')
     t0, times = time.time(), {}
     if set(stages) & set(MODEL_STAGES): self.layout.complete.unlink(missing_ok=True)  # not complete while models change
     for st in [s for s in STAGES if s in stages]:
+        if not main_process() and st not in ('classifiers', 'unet'): continue   # data-parallel: only training is shared
         t = time.time()
-        if st == 'classifiers': self.train_classifiers()
-        elif st == 'vote': self.vote()
-        elif st == 'unet': self.train_unet()
-        elif st == 'evaluate': self.evaluate()
-        else: self.report()
+        if st == 'classifiers': self.train_classifiers(resume=resume, cbs=cbs)
+        elif st == 'unet': self.train_unet(resume=resume, cbs=cbs)
+        else:
+            with solo():   # the main process alone
+                if st == 'vote': self.vote()
+                elif st == 'evaluate': self.evaluate()
+                else: self.report()
         times[st] = round(time.time() - t, 1)
     if miss := self.update_complete():
         self.log(f"models not complete ({'; '.join(miss)}): predict refuses {self.layout.models.root} until those stages have run")
@@ -137,10 +144,24 @@ def train(data_root=None,           # dataset folder (default: the one in the ru
           manifest=None,            # a manifest CSV (default: see `run.Run`)
           stages=STAGES,            # the stages to run
           overwrite:bool=False,     # replace a different configuration saved in `out`
+          resume:bool=False,        # continue a run that stopped (see `Run.run`)
          )->dict:                   # the run's summary
     "The pipeline on a real data set: `stages` of a `Run` (by default all, with the seed's configuration)"
     if out is None: out = Path(runs_dir())/(config.name if config else 'seed')
     has_cfg = (Path(out)/'config.json').exists()
     run = Run(out, data_root, config if config is not None or has_cfg else RunConfig.preset('seed'), manifest=manifest, overwrite=overwrite)
-    run.log(f'run folder: {run.layout.root}')
-    return run.run(stages)
+    run.log(f"run folder: {run.layout.root}{' (resuming)' if resume else ''}")
+    stages = [stages] if isinstance(stages, str) else list(stages)
+    n, launched = run.cfg.distributed, int(os.environ.get('WORLD_SIZE', 1)) > 1
+    if n > 1 and not launched and (train_st := [s for s in stages if s in ('classifiers', 'unet')]):
+        run.log(f"training data-parallel in {n} processes ({'CPU' if run.device.type == 'cpu' else 'one per GPU'})")
+        launch(_train_process, (str(run.layout.root), train_st, resume), n=n, cpu=run.device.type == 'cpu')
+        rest = [s for s in stages if s not in train_st]
+        return run.run(rest, resume=resume) if rest else run.summary()
+    return run.run(stages, resume=resume)
+
+def _train_process(out, stages, resume):
+    "One process of a data-parallel `train`: the training stages of the run in `out` on this process's device"
+    import torch
+    if torch.cuda.is_available() and get_device(Run(out).cfg.device).type == 'cuda': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    Run(out).run(stages, resume=resume)

@@ -8,7 +8,7 @@ import copy, dataclasses, json, types, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from .core import BadInput, ErrorLog, PRECISIONS, write_json, write_csv, get_device, resolve_precision
+from .core import BadInput, ErrorLog, PRECISIONS, write_json, write_csv, get_device, resolve_precision, main_process
 from .report import run_metadata
 from .data.dicom import WINDOW_CHOICES
 from .data.layout import resolve, read_manifest, write_manifest
@@ -123,6 +123,7 @@ def _config_problems(c)->list:
     "Every problem with the values of a `RunConfig`"
     p = []
     if c.precision not in PRECISIONS: p.append(f'precision must be one of {list(PRECISIONS)}, got {c.precision!r}')
+    if not (isinstance(c.distributed, int) and c.distributed >= 1): p.append(f'distributed must be an integer >= 1, got {c.distributed!r}')
     if c.data.input not in ('png', 'dicom'): p.append(f"data.input must be 'png' or 'dicom', got {c.data.input!r}")
     if c.data.window not in WINDOW_CHOICES: p.append(f'data.window must be one of {WINDOW_CHOICES}, got {c.data.window!r}')
     elif c.data.input == 'png' and c.data.window != 'brain': p.append("data.window other than 'brain' needs data.input='dicom' (the PNGs are brain-windowed)")
@@ -191,6 +192,7 @@ class RunConfig:
     pretrained:bool = True     # ImageNet weights (fine_tune); False: from scratch (fit_one_cycle)
     precision:str = 'auto'     # training precision (`core.PRECISIONS`)
     device:str|None = None     # None: CUDA if available, else CPU
+    distributed:int = 1        # processes training data-parallel, one per GPU (`fit.launch`); 1: one device
     data:DataConfig = field(default_factory=DataConfig)
     classifiers:ClassifierConfig = field(default_factory=ClassifierConfig)
     unet:UNetConfig = field(default_factory=UNetConfig)
@@ -278,11 +280,11 @@ class Run:
             raise ValueError(f'{self.layout.root} was made with another configuration ({"; ".join(diff[:4])}): '
                              'use a new run folder, open it as it is with Run(path), or pass overwrite=True')
         self.cfg, self._rows = cfg, None
-        if saved != cfg: cfg.save(self.layout.config)
+        if saved != cfg and main_process(): cfg.save(self.layout.config)   # data-parallel: only rank 0 writes
 
     def log(self, msg:str):
-        "Print a progress line, prefixed with the run's name"
-        print(f'[{self.cfg.name}] {msg}', flush=True)
+        "Print a progress line, prefixed with the run's name (the main process only)"
+        if main_process(): print(f'[{self.cfg.name}] {msg}', flush=True)
 
     @property
     def device(self): return get_device(self.cfg.device)
@@ -298,7 +300,7 @@ class Run:
         if self.layout.manifest.exists(): return read_manifest(self.layout.manifest), str(self.layout.manifest)
         m, src = choose_manifest(d.root)
         if src == 'built':
-            write_manifest(m, self.layout.manifest)
+            if main_process(): write_manifest(m, self.layout.manifest)
             self.log(f'NOTE: {d.root} has no data_manifest.csv and is not the official data, so this run built its own split '
                      f'(seeded; written to {self.layout.manifest}). Its test scores compare only with runs on that split.')
         return m, {'folder': str(Path(d.root)/'data_manifest.csv'), 'official': 'official manifest (stroke_ct)', 'built': str(self.layout.manifest)}[src]
@@ -320,8 +322,9 @@ class Run:
     def record(self, **kwargs)->dict:
         "Merge `kwargs` into summary.json (written atomically) and return the whole summary; a model stage's record updates models/complete.json"
         s = {**self.summary(), **kwargs}
-        write_json(self.layout.summary, s)
-        if set(kwargs) & set(MODEL_STAGES): self.update_complete()
+        if main_process():
+            write_json(self.layout.summary, s)
+            if set(kwargs) & set(MODEL_STAGES): self.update_complete()
         return s
 
     def missing_models(self)->list:
@@ -353,7 +356,7 @@ class Run:
         f = self.layout.errors
         old = pd.read_csv(f, dtype=str, keep_default_na=False).to_dict('records') if f.exists() else []
         rows = old + [r for r in log.df().to_dict('records') if r not in old]
-        if rows != old or not f.exists(): write_csv(f, pd.DataFrame(rows, columns=['file', 'reason']))
+        if (rows != old or not f.exists()) and main_process(): write_csv(f, pd.DataFrame(rows, columns=['file', 'reason']))
         return len(rows)
 
     def __repr__(self): return f'Run({str(self.layout.root)!r}, {self.cfg.name!r})'

@@ -8,10 +8,13 @@ import time, warnings
 import numpy as np, torch, torch.nn.functional as F
 from fastai.vision.all import unet_learner, Learner, Module, CrossEntropyLossFlat, DiceMulti, set_seed, store_attr
 from fastcore.basics import patch
+import shutil
+from .core import main_process
 from .metrics import SEG_CLASSES
-from .modelio import ModelRecord, UNET_OPTIONS, get_arch, save_model, fetch_pretrained
+from .modelio import ModelRecord, UNET_OPTIONS, get_arch, save_model, fetch_pretrained, read_record
 from .run import Run
 from .loaders import seg_dls
+from .fit import Phase, Checkpoints, fit_phases, data_parallel
 from .classify import norm_stats  # also adds `Learner.set_precision`
 
 # %% auto #0
@@ -107,24 +110,29 @@ def seg_learner(dls,                          # `seg_dls` DataLoaders
 def train_segmenter(dls, epochs:int=10, # one-cycle epochs (decoder only when pretrained)
                     lr:float=1e-3,      # peak learning rate
                     unfreeze_epochs:int=0, # then unfreeze and train everything this many epochs (lr/400..lr/4)
-                    seed:int=42, **kwargs, # passed to `seg_learner`
+                    seed:int=42,
+                    ckpt=None,          # checkpoint folder (None: the best weights are kept in memory only)
+                    resume:bool=False,  # continue from the checkpoint in `ckpt`
+                    cbs=None,           # more fastai callbacks for the fits
+                    **kwargs,           # passed to `seg_learner`
                    )->Learner:
-    "Build a `seg_learner` and train it with one-cycle AdamW; `learn.seg_meta` gets the training record"
+    "Build a `seg_learner` and train it with one-cycle AdamW, keeping the best epoch by lesion Dice; `learn.seg_meta` gets the training record"
     if epochs < 1: raise ValueError(f'epochs must be >= 1, got {epochs}')
     set_seed(seed)
     learn = seg_learner(dls, **kwargs)
-    t0, c0 = time.time(), time.process_time()
-    with warnings.catch_warnings():
+    phases = [Phase(epochs, lr)] + ([Phase(unfreeze_epochs, slice(lr/400, lr/4), freeze=False)] if unfreeze_epochs else [])
+    m = learn.seg_meta
+    settings = dict(arch=m['arch'], pretrained=m['pretrained'], unet=m['unet'], loss=m['loss'], size=m.get('size'), bs=dls.bs,
+                    epochs=epochs, lr=lr, unfreeze_epochs=unfreeze_epochs, seed=seed)
+    c0, n = time.process_time(), max(epochs + unfreeze_epochs, 1)
+    with warnings.catch_warnings(), data_parallel(learn):
         warnings.filterwarnings('ignore', message='.*upsample.*')
-        learn.fit_one_cycle(epochs, lr)
-        if unfreeze_epochs:
-            learn.unfreeze(); learn.fit_one_cycle(unfreeze_epochs, slice(lr/400, lr/4))
-    secs, cpu, n = time.time() - t0, time.process_time() - c0, max(epochs + unfreeze_epochs, 1)
-    names = ['train_loss', 'valid_loss', *[m.name for m in learn.metrics]]
-    hist = [{k: None if x is None else float(x) for k, x in zip(names, v)} for v in learn.recorder.values]
-    learn.seg_meta.update(epochs=epochs, lr=lr, unfreeze_epochs=unfreeze_epochs, seed=seed, history=hist,
-                          seconds=round(secs, 2), seconds_per_epoch=round(secs/n, 2), cpu_seconds_per_epoch=round(cpu/n, 2),
-                          n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
+        ck = fit_phases(learn, phases, Checkpoints(ckpt, settings, 'lesion_dice'), resume=resume, cbs=cbs)
+    hist = [{k: v for k, v in h.items() if k != 'epoch'} for h in ck.history]
+    learn.best_epoch = ck.best_epoch
+    learn.seg_meta.update(epochs=epochs, lr=lr, unfreeze_epochs=unfreeze_epochs, seed=seed, history=hist, best_epoch=ck.best_epoch,
+                          seconds=round(ck.seconds, 2), seconds_per_epoch=round(ck.seconds/n, 2),
+                          cpu_seconds_per_epoch=round((time.process_time() - c0)/n, 2), n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
     return learn
 
 # %% ../nbs/23_segment.ipynb #96018281
@@ -134,29 +142,44 @@ def unet_record(learn:Learner, # a trained `seg_learner`
     "The `ModelRecord` of a trained U-Net learner"
     m = learn.seg_meta
     train = {k: v for k, v in m.items() if k not in ('arch', 'unet', 'size', 'input', 'window', 'codes')}
+    kwargs.setdefault('best_epoch', m.get('best_epoch'))
     return ModelRecord(kind='unet', arch=m['arch'], size=m['size'], classes=list(SEG_CLASSES), input=m.get('input', 'png'),
                        window=m.get('window', 'brain'), stats=norm_stats(learn.dls), options=dict(m['unet']), train=train, **kwargs)
 
 # %% ../nbs/23_segment.ipynb #5e600002
 @patch
-def train_unet(self:Run)->dict: # path (the model folder, or None when skipped), history
+def train_unet(self:Run,
+               resume:bool=False, # keep a saved U-Net, continue an interrupted one from its checkpoint
+               cbs=None,          # more fastai callbacks for the fits
+              )->dict:            # path (the model folder, or None when skipped), history
     "The U-Net stage: train the configured U-Net on seg_split train/valid and save it to models/unet/"
     cfg, u, L = self.cfg, self.cfg.unet, self.layout
+    if resume:
+        try: rec = read_record(L.models.unet)
+        except Exception: rec = None
+        if rec is not None:
+            self.log('U-Net: finished earlier, skipped')
+            return dict(path=L.models.unet, history=rec.train.get('history', []))
     rows = self.rows
     has_mask = rows['mask'].notna() & rows.seg_split.isin(['train', 'valid'])
     if not has_mask.any():
         self.log('U-Net skipped: no slice of the seg_split train/valid sets has a mask (a classification-only data set)')
         self.record(unet=dict(skipped='no masks'))
         return dict(path=None, history=[])
-    dls = seg_dls(rows, size=u.size, bs=u.bs, input=cfg.data.input, window=cfg.data.window, seed=cfg.seed, aug_kwargs=cfg.data.aug)
+    set_seed(cfg.seed)   # the DataLoaders' shuffling depends on the run's seed only, not on what ran before
+    dls = seg_dls(rows, size=u.size, bs=u.bs, input=cfg.data.input, window=cfg.data.window, seed=cfg.seed, aug_kwargs=cfg.data.aug,
+                  device=self.device)
     self.log(f'U-Net {u.arch}: {u.size} px, batch {u.bs}, {u.epochs}+{u.unfreeze_epochs if cfg.pretrained else 0} epochs, '
              f'{len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices')
     learn = train_segmenter(dls, epochs=u.epochs, lr=u.lr, unfreeze_epochs=u.unfreeze_epochs if cfg.pretrained else 0, seed=cfg.seed,
                             arch=u.arch, pretrained=cfg.pretrained, loss=u.loss, class_weights=u.class_weights,
-                            precision=cfg.precision, **u.options())
-    path = save_model(learn.model, unet_record(learn), L.models.unet)
-    self.log_errors(dls.errors)
+                            precision=cfg.precision, ckpt=L.checkpoints('unet'), resume=resume, cbs=cbs, **u.options())
     hist = learn.seg_meta['history']
-    self.record(unet=dict(arch=u.arch, seconds_per_epoch=learn.seg_meta['seconds_per_epoch'],
-                          valid_lesion_dice=hist[-1].get('lesion_dice') if hist else None))
+    if not main_process(): return dict(path=None, history=hist)   # a data-parallel run: the main process writes
+    path = save_model(learn.model, unet_record(learn), L.models.unet)
+    shutil.rmtree(L.checkpoints('unet'), ignore_errors=True)   # the saved model holds the best epoch
+    self.log_errors(dls.errors)
+    best = hist[learn.best_epoch] if hist and learn.best_epoch is not None else {}
+    self.record(unet=dict(arch=u.arch, seconds_per_epoch=learn.seg_meta['seconds_per_epoch'], best_epoch=learn.best_epoch,
+                          valid_lesion_dice=best.get('lesion_dice')))
     return dict(path=path, history=hist)
