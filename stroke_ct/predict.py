@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
-from .core import ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, resolve_precision, torch_threads
+from .core import ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, torch_threads
 from .data.dicom import find_slices
 from .data.masks import save_mask, resize_mask
 from .modelio import VOTES, RunLayout
 from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch, combine_votes
+from .quantize import choose_precision
 
 # %% auto #0
 __all__ = ['STAGE1_HEADER', 'find_inputs', 'stage1_text', 'predict', 'predict_cli']
@@ -90,7 +91,7 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
             vote:str|None=None,      # 'hard', 'soft' or 'weighted' (default: ensemble.json, else 'hard')
             num_workers:int|None=None, # decoding processes (None: see `cpu_plan`; 0: decode in the loop)
             num_threads:int|None=None, # torch threads while predicting (None: see `cpu_plan`)
-            precision:str='auto',    # `core.PRECISIONS`: 'auto' (bf16 where the CPU has it, fp16 on CUDA), 'fp32', 'bf16', 'fp16'
+            precision:str='auto',    # 'auto' (int8 copies on CPUs with VNNI, else bf16 where the CPU has it, fp16 on CUDA), 'int8', 'fp32', 'bf16', 'fp16'
             channels_last:bool|None=None, # NHWC memory (None: on, except on CPUs without AVX2)
             fold_bn:bool=True,       # fold BatchNorm into the convolutions (exact up to rounding; False: the models as saved)
             device=None,             # default: CUDA if available, else CPU
@@ -107,12 +108,14 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
     if vote not in VOTES: raise ValueError(f'unknown vote {vote!r}; use one of {list(VOTES)}')
     if vote == 'weighted' and not ens.weights: raise ValueError("vote='weighted' needs weights in ensemble.json")
     if not 0 <= threshold <= 1: raise ValueError(f'threshold must be in [0, 1], got {threshold}')
-    prec = resolve_precision(precision, device)
+    prec = choose_precision(precision, device, M)   # int8 copies attached (quantize) where they are used
     cl = (device.type == 'cuda' or torch.backends.cpu.get_cpu_capability() != 'DEFAULT') if channels_last is None else channels_last
     allm, plan = M.all, Plan(str(device), prec, bool(cl), bool(fold_bn))
     for m in allm: m.runtime(plan)   # build the inference copies before the clock starts
     files = find_inputs(inputs, log, exclude=out)
     num_workers, num_threads = cpu_plan(len(files), bs, num_workers, num_threads, device)
+    for m in allm:
+        if hasattr(m.int8, 'prepare'): m.int8.prepare(num_threads)   # compile the int8 copies for the loop's threads
     dl = slice_batches(files, [m.key for m in allm], bs, num_workers)
     names, rows, n_seg, writer, t1 = M.names, [], 0, _MaskWriter(log), time.time()
     try:
@@ -142,8 +145,8 @@ def predict(models_dir,              # folder with classifiers/<name>/, optional
                 precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
                 vote=vote, threshold=float(threshold), device=str(device), out=str(out))
     meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, torch=torch.__version__,
-                models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size,
-                             window=m.window, sha256=m.rec.sha256) for m in allm])
+                models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size, window=m.window,
+                             sha256=m.rec.sha256, precision=m.plan_for(plan).precision, bs=m.bs) for m in allm])
     fb = [] if fallback is None else [(f.stem, int(fallback)) for f in files if str(f) not in {r[-1] for r in rows}]
     _write_outputs(out, rows, names, log, meta, fb)
     if unet is None: warnings.warn(f'{models_dir}: no unet/ folder, so no masks were written')
