@@ -266,7 +266,7 @@ def cpu_plan(n_files:int,             # slices to predict
     if num_threads is None: num_threads = max(1, min(torch.get_num_threads(), round(free) - num_workers))
     return num_workers, num_threads
 
-# %% ../nbs/12_infer.ipynb #be3b337f
+# %% ../nbs/12_infer.ipynb #895b06c9
 CPU_BS = {'classifier': 8, 'unet': 1}   # slices per forward pass on a CPU, per model kind (measured: bench/README.md)
 
 # %% ../nbs/12_infer.ipynb #ab680904

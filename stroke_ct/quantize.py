@@ -236,6 +236,7 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
     import nncf
     xs = [model_input(m, x8[i:i+16], AS_TRAINED) for i in range(0, len(x8), 16)]
     base = dict(name=m.name, kind=m.kind, source_sha256=m.rec.sha256, versions=dict(openvino=int8_engine(), nncf=nncf.__version__))
+    tried = []   # (how far it moved the answers, preset, check, calibration) of each preset that failed
     for preset in presets:
         t0 = time.perf_counter()
         qm = quantize_model(m, xs, preset)
@@ -243,7 +244,9 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
         q = Int8Model(qm)
         check = int8_check(m, q, xs)
         if ok := int8_accepts(check, max_prob_change, max_pixel_change): break
-    if not ok:
+        tried.append((check.get('max_prob_change', check.get('pixel_change')), preset, check, cal))
+    if not ok:   # the record keeps the closest attempt
+        _, preset, check, cal = min(tried, key=lambda o: o[0])
         return read_int8(save_int8(None, Int8Record(accepted=False, preset=preset, calibration=cal, check=check, **base), folder))
     bs, sec = best_batch_size(q, torch.cat(xs)[:16], bs_sizes)
     rec = Int8Record(accepted=True, preset=preset, calibration=cal, check=check, bs=bs, bs_seconds=sec, **base)

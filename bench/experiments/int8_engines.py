@@ -152,8 +152,11 @@ def main(argv=None):
     p.add_argument('--calib', type=int, default=8, help='calibration slices (random)')
     p.add_argument('--threads', type=int, default=1); p.add_argument('--engines', default=','.join(ENGINES))
     p.add_argument('--models', default=None, help='only these models (comma-separated: archs and/or unet)')
+    p.add_argument('--run', default=None, help="a trained run (e.g. `stroke-ct demo` OUT): its models, calibrated on its validation split, "
+                                              "answers compared with the models as trained on its test split")
     p.add_argument('--out', default=None)
     a = p.parse_args(argv)
+    if a.run: return answers(a)
     torch.set_num_threads(a.threads)
     import openvino, nncf, onnxruntime, onnx, torchao
     env = dict(date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), threads=a.threads, load=os.getloadavg(), torch=torch.__version__,
@@ -189,5 +192,42 @@ def main(argv=None):
     base = tot.get('eager_fp32')
     if base: log('ratio to eager fp32:', {k: round(v / base, 2) for k, v in tot.items()})
     if a.out: Path(a.out).write_text(json.dumps(dict(env=env, per_model=res, all_models=tot), indent=1, default=str))
+
+def answers(a):
+    "Each engine's int8 copy of a trained run's models against the models as trained, on the run's test split"
+    from stroke_ct.run import Run
+    from stroke_ct.infer import load_models, model_input, AS_TRAINED
+    from stroke_ct.quantize import calibration_files, _decode
+    torch.set_num_threads(a.threads)
+    R = Run(a.run); M = load_models(R.layout.models.root); rows = R.rows
+    test = rows[rows.split == 'test']
+    res = {}
+    for m in M.all:
+        if a.models and m.name not in a.models.split(','): continue
+        cal = _decode(calibration_files(rows, m.kind, 100, m.rec.input), m.key)
+        tst = _decode((test[test.seg_split == 'test'] if m.kind == 'unet' else test)[m.rec.input].tolist(), m.key)
+        calib = [model_input(m, cal[i:i+16], AS_TRAINED) for i in range(0, len(cal), 16)]
+        xs = [model_input(m, tst[i:i+16], AS_TRAINED) for i in range(0, len(tst), 16)]
+        with torch.inference_mode(): ref = [m.model(x).float() for x in xs]
+        res[m.name] = {}
+        for e in [e for e in a.engines.split(',') if 'int8' in e]:
+            tmp = tempfile.mkdtemp(prefix='int8eng_')
+            try:
+                f = ENGINES[e](m.model, calib, a.threads, tmp)
+                ys = [torch.from_numpy(np.asarray(f(x))).float() for x in xs]
+                if m.kind == 'classifier':
+                    d = torch.cat([(y.softmax(1) - r.softmax(1))[:, m.stroke_idx].abs() for y, r in zip(ys, ref)])
+                    flips = int(sum(((y.softmax(1)[:, m.stroke_idx] >= .5) != (r.softmax(1)[:, m.stroke_idx] >= .5)).sum() for y, r in zip(ys, ref)))
+                    res[m.name][e] = dict(n=len(d), max_prob_change=round(float(d.max()), 4), mean_prob_change=round(float(d.mean()), 4), flips_at_half=flips)
+                else:
+                    ch = sum(int((y.argmax(1) != r.argmax(1)).sum()) for y, r in zip(ys, ref)); tot = sum(r[:, 0].numel() for r in ref)
+                    res[m.name][e] = dict(n=sum(len(r) for r in ref), pixel_change=round(ch / tot, 6))
+                log(f'{m.name:13s} {e:13s} {res[m.name][e]}')
+            except Exception as ex:
+                res[m.name][e] = dict(error=f'{type(ex).__name__}: {str(ex)[:300]}'); log(f'{m.name:13s} {e:13s} FAILED {ex}')
+            finally:
+                import shutil; shutil.rmtree(tmp, ignore_errors=True); gc.collect()
+    if a.out: Path(a.out).write_text(json.dumps(res, indent=1))
+    return res
 
 if __name__ == '__main__': main()
