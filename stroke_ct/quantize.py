@@ -286,11 +286,14 @@ def detach_int8(M:ModelSet):
     "Remove the int8 copies and their batch sizes from `M`'s models"
     for m in M.all: m.int8, m.bs = None, None
 
+_LOADED = {}   # (model.xml, sha256 of model.bin, bf16) -> Int8Model: read and compiled once per process
+
 def attach_int8(M:ModelSet,           # loaded models (`infer.load_models`)
                 bf16:bool|None=None,  # float layers in bf16 (default: where the CPU has it)
                )->list:               # the names of the models that got an int8 copy
     "Attach the accepted int8 copies in `M`'s models folder (`ModelSpec.int8`, `ModelSpec.bs`)"
     detach_int8(M)
+    bf16 = cpu_has_bf16() if bf16 is None else bool(bf16) and cpu_has_bf16()
     if int8_engine() is None: return []
     names = []
     for m in M.all:
@@ -299,7 +302,10 @@ def attach_int8(M:ModelSet,           # loaded models (`infer.load_models`)
         rec = read_int8(d)
         if rec.source_sha256 != m.rec.sha256:
             warnings.warn(f'{d}: made from other weights than {m.path}, so not used (run `stroke-ct quantize` again)'); continue
-        if rec.accepted: m.int8, m.bs = Int8Model(d/'model.xml', bf16), rec.bs; names.append(m.name)
+        if rec.accepted:
+            k = (str((d/'model.xml').resolve()), rec.sha256, bf16)
+            if k not in _LOADED: _LOADED[k] = Int8Model(d/'model.xml', bf16)
+            m.int8, m.bs = _LOADED[k], rec.bs; names.append(m.name)
     return names
 
 def _choose(precision, dev, M, bf16)->str:
