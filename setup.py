@@ -29,6 +29,8 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+distributed_requirements = shlex.split(cfg.get('distributed_requirements', ''))   # optional: the `distributed` extra
+int8_requirements = shlex.split(cfg.get('int8_requirements', ''))   # optional engine: the `int8` extra (dev installs both for the tests)
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -49,7 +51,8 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'distributed': shlex.split(cfg.get('distributed_requirements', '')) },
+    extras_require={ 'dev': dev_requirements + distributed_requirements + int8_requirements,
+                     'distributed': distributed_requirements, 'int8': int8_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

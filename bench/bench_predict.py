@@ -99,6 +99,28 @@ def fastai_learners(df, M):
         res.append((u, learn))
     return res
 
+# ---------------------------------------------------------------- int8 copies
+def make_int8(M, X):
+    "int8 copies (OpenVINO + NNCF) of untrained models, calibrated on the bench's own slices, kept whatever they change, with their best batch size"
+    from stroke_ct.quantize import quantize_model, Int8Model, Int8Record, save_int8, best_batch_size, int8_check
+    from stroke_ct.infer import model_input, AS_TRAINED
+    for m in M.all:
+        xs = [model_input(m, X[m.key][i:i+16], AS_TRAINED) for i in range(0, len(X[m.key]), 16)]
+        qm = quantize_model(m, xs)
+        bs, sec = best_batch_size(Int8Model(qm), torch.cat(xs)[:16])
+        save_int8(qm, Int8Record(m.name, m.kind, m.rec.sha256, True, check=int8_check(m, Int8Model(qm), xs), bs=bs, bs_seconds=sec),
+                  M.layout.int8_model(m))
+        log(f'[int8] {m.name}: best batch size {bs} ({sec} s/slice)')
+
+@contextmanager
+def no_bf16():
+    "Run as on a CPU without bf16: `auto` falls back to fp32 and the int8 copies keep their float layers in fp32"
+    import stroke_ct.core as C, stroke_ct.quantize as Q
+    old = C.cpu_has_bf16, Q.cpu_has_bf16
+    C.cpu_has_bf16 = Q.cpu_has_bf16 = lambda: False
+    try: yield
+    finally: C.cpu_has_bf16, Q.cpu_has_bf16 = old
+
 # ---------------------------------------------------------------- (a) raw forward on pre-made tensors
 def premade(files, specs):
     "uint8 NHWC tensors per (window, size), decoded and resized exactly as predict's SliceDataset does"
@@ -114,12 +136,18 @@ def raw_modes(auto):
             'fp32_channels_last': ('fp32', True, False, False),
             'fp32_folded_channels_last': ('fp32', True, True, False),    # predict's fp32 path (CPUs without bf16)
             **({'bf16_autocast_channels_last': ('fp32', True, False, True)} if auto == 'bf16' else {}),  # predict's path before 2026-11-30
-            f'fast_{auto}_folded_channels_last': (auto, True, True, False)}  # predict's 'auto' path
+            f'fast_{auto}_folded_channels_last': (auto, True, True, False),  # predict's float 'auto' path
+            'int8': ('int8', False, True, False), 'int8_nobf16': ('int8_nobf16', False, True, False)}  # the int8 copies (quantize)
 
 def forward_time(m, X, bs, prec='fp32', cl=False, fold=False, autocast=False, reps=1):
     "Seconds for one pass of model `m` (as `predict` would prepare it) over all of X in batches of `bs` (best of `reps`), after warm-up"
     from stroke_ct.infer import inference_model, model_input, Plan
-    net = inference_model(m.model, prec, cl, 'cpu', fold) if (prec != 'fp32' or cl or fold) else m.model.eval()
+    if prec.startswith('int8'):
+        from stroke_ct.quantize import Int8Model
+        if m.int8 is None: return float('nan')
+        net, cl = Int8Model(m.int8.model, bf16=prec == 'int8'), False   # 'int8_nobf16': float layers in fp32
+        prec = 'int8'
+    else: net = inference_model(m.model, prec, cl, 'cpu', fold) if (prec != 'fp32' or cl or fold) else m.model.eval()
     xs = [model_input(m, X[i:i+bs], Plan('cpu', prec, cl, fold)) for i in range(0, len(X), bs)]   # predict's input preparation, untimed
     best = float('inf')
     with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
@@ -185,7 +213,7 @@ def metric_shift(df, outs, n_boot=1000):
         yd = {r['metric']: r for r in y}
         return [r['metric'] for r in x if r['metric'] in yd and np.isfinite(r['value']) and np.isfinite(yd[r['metric']]['lo'])
                 and not (yd[r['metric']]['lo'] - 1e-12 <= r['value'] <= yd[r['metric']]['hi'] + 1e-12)]
-    for x, y in (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32')):
+    for x, y in (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32'), ('png_int8_nobf16', 'png_eager'), ('png_bf16', 'png_eager')):
         a, f = res.get(x), res.get(y)
         if a and f: res[f'{x}_vs_{y}_moved_outside_ci'] = dict(binary=moved(a['binary'], f['binary']) + moved(f['binary'], a['binary']),
                                                                seg=moved(a['seg'], f['seg']) + moved(f['seg'], a['seg']))
@@ -207,6 +235,7 @@ def main(argv=None):
     p.add_argument('--n-fastai', type=int, default=24, help='slices for the learn.predict loop (0: all)')
     p.add_argument('--lite', action='store_true', help='only the four main predict runs (png/dicom x auto/fp32): for big sizes')
     p.add_argument('--reps', type=int, default=1, help='repeats of each raw-forward pass (best kept)')
+    p.add_argument('--no-int8', action='store_true', help='skip the int8 path (otherwise: the models folder\'s int8 copies, or, for untrained models, new ones)')
     p.add_argument('--n-boot', type=int, default=1000)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--work', default=None, help='scratch folder (default: a temp dir, removed at the end)')
@@ -250,6 +279,14 @@ def main(argv=None):
         with stage('load_models', smp): M = load_models(md)
         specs = M.all
         sizes = {m.name: m.size for m in specs}
+        from stroke_ct.quantize import attach_int8, int8_engine
+        has8 = False
+        if not args.no_int8 and int8_engine():
+            if not trained:
+                with stage('quantize', smp): make_int8(M, premade(png[:16], specs))
+            has8 = bool(attach_int8(M))
+            log(f"[bench] int8 copies: {[m.name for m in specs if m.int8 is not None] or 'none (run `stroke-ct quantize RUN` first)'}; "
+                f"batch sizes {dict((m.name, m.bs) for m in specs)}")
         log(f"[bench] {n} slices; models {'from ' + str(md) if trained else '(untrained, pretrained=False)'}: "
             + ', '.join(f'{k}@{v}' for k, v in sizes.items()))
         # the Learners only need DataLoaders of the right shape: with --data the rows are all one split, so relabel them
@@ -275,15 +312,23 @@ def main(argv=None):
         auto = resolve_precision('auto', 'cpu')
         modes, FAST, F32 = raw_modes(auto), f'fast_{auto}_folded_channels_last', 'fp32_folded_channels_last'
         raw = {}
+        if not has8: modes = {k: v for k, v in modes.items() if not k.startswith('int8')}
         for mode, (prec, cl, fold, ac) in modes.items():
             with stage(f'raw_{mode}', smp):
                 raw[mode] = {m.name: forward_time(m, X[m.key], args.bs, prec, cl, fold, ac, args.reps) for m in specs}
             tot = sum(raw[mode].values())
             log(f"[a] {mode:28s} ensemble+unet {n/tot:7.2f} img/s   " + '  '.join(f'{k} {n/v:.1f}' for k, v in raw[mode].items()))
+        from stroke_ct.infer import CPU_BS   # the eager models at predict's per-model CPU batch sizes: a stricter baseline
+        with stage('raw_eager_fp32_cpu_bs', smp):
+            raw['eager_fp32_cpu_bs'] = {m.name: forward_time(m, X[m.key], CPU_BS[m.kind], reps=args.reps) for m in specs}
+        log(f"[a] {'eager_fp32_cpu_bs':28s} ensemble+unet {n/sum(raw['eager_fp32_cpu_bs'].values()):7.2f} img/s   "
+            + '  '.join(f'{k} {n/v:.1f}' for k, v in raw['eager_fp32_cpu_bs'].items()))
         share = {k: round(v/sum(raw['eager_fp32_nchw'].values()), 3) for k, v in raw['eager_fp32_nchw'].items()}
         cls_t = {k: v for k, v in raw['eager_fp32_nchw'].items() if k != 'unet'}
         share_cls = {k: round(v/sum(cls_t.values()), 3) for k, v in cls_t.items()}
         share_fast = {k: round(v/sum(raw[FAST].values()), 3) for k, v in raw[FAST].items()}
+        AUTO = 'int8' if has8 else FAST   # the raw counterpart of predict's auto path
+        share_auto = {k: round(v/sum(raw[AUTO].values()), 3) for k, v in raw[AUTO].items()}
         # batch-of-one eager forward (for fastai's overhead)
         nf = min(args.n_fastai or n, n)
         with stage('raw_bs1_eager_fp32', smp):
@@ -299,12 +344,16 @@ def main(argv=None):
         plan = [('png_auto', png, 'auto', True, nthr, {}), ('dicom_auto', dcm, 'auto', True, nthr, {}),
                 ('png_fp32', png, 'fp32', True, nthr, {}), ('dicom_fp32', dcm, 'fp32', True, nthr, {}),
                 ('png_eager', png, 'fp32', True, nthr, EAGER),
+                *([('png_int8_nobf16', png, 'int8', True, nthr, dict(nobf16=True)), ('png_bf16', png, auto, True, nthr, {}),
+                   ('png_auto_gated_lite', png, 'auto', False, nthr, {})] if has8 else []),
                 ('png_auto_gated', png, 'auto', False, nthr, {}), ('png_eager_gated', png, 'fp32', False, nthr, EAGER),
                 (f'png_auto_{other}threads', png, 'auto', True, other, {}), ('png_auto_1worker', png, 'auto', True, nthr, dict(num_workers=1)),
                 ('png_auto_cpu_plan', png, 'auto', True, None, {})]
-        if args.lite: plan = plan[:5]
+        if args.lite: plan = [o for o in plan if o[0] in ('png_auto', 'dicom_auto', 'png_fp32', 'dicom_fp32', 'png_eager', 'png_int8_nobf16', 'png_bf16', 'png_auto_gated_lite')]
+        else: plan = [o for o in plan if o[0] != 'png_auto_gated_lite']
         for name, files, prec, seg_all, thr, kw in plan:
-            with stage(f'predict_{name}', smp) as r:
+            kw = dict(kw); nb = kw.pop('nobf16', False)
+            with stage(f'predict_{name}', smp) as r, (no_bf16() if nb else contextmanager(lambda: (yield))()):
                 s = predict(md, files, work/name, bs=args.bs, precision=prec, segment_all=seg_all, num_threads=thr, models=M, progress=False, **kw)
             s = {k: s[k] for k in ('n_ok', 'n_failed', 'n_stroke', 'n_segmented', 'n_masks', 'seconds', 'images_per_s', 'precision',
                                    'channels_last', 'num_workers', 'num_threads')}
@@ -331,8 +380,10 @@ def main(argv=None):
         stab = {f'{x} vs {y}': compare_runs(work/x, work/y, names) for x, y in
                 (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32'), ('dicom_auto', 'png_auto'))}
         if not args.lite: stab['png_auto_gated vs png_eager_gated'] = compare_runs(work/'png_auto_gated', work/'png_eager_gated', names)
+        if has8: stab.update({f'{x} vs png_eager': compare_runs(work/x, work/'png_eager', names) for x in ('png_int8_nobf16', 'png_bf16')})
         with stage('metrics', smp):
-            mets = metric_shift(df, {k: work/k for k in ('png_auto', 'png_fp32', 'png_eager', 'dicom_auto', 'dicom_fp32')}, args.n_boot)
+            mets = metric_shift(df, {k: work/k for k in ('png_auto', 'png_fp32', 'png_eager', 'dicom_auto', 'dicom_fp32',
+                                                        *(('png_int8_nobf16', 'png_bf16') if has8 else ()))}, args.n_boot)
 
         # ---- summary
         a32 = n / ((tb + ta) / 2)
@@ -340,6 +391,7 @@ def main(argv=None):
         a32cl = n / sum(raw['fp32_channels_last'].values())
         a32f = n / sum(raw[F32].values())
         R = lambda k, w='images_per_s_wall': runs[k][w]
+        fwd_auto = sum(raw[AUTO].values())
         ratios = {
             'b/a png auto (wall)': R('png_auto') / a32, 'b/a dicom auto (wall)': R('dicom_auto') / a32,
             'b/a png fp32 (wall)': R('png_fp32') / a32, 'b/a dicom fp32 (wall)': R('dicom_fp32') / a32,
@@ -351,17 +403,24 @@ def main(argv=None):
                                      'b/a png auto gated (wall)': R('png_auto_gated') / a32, 'b/a png eager gated (wall)': R('png_eager_gated') / a32,
                                      'b/c png auto gated (wall)': R('png_auto_gated') / fa_ips}),
             'b/c png auto (wall)': R('png_auto') / fa_ips, 'b/c png fp32 (wall)': R('png_fp32') / fa_ips,
+            **({'b/a png int8 without bf16 (wall)': R('png_int8_nobf16') / a32, 'b/a png bf16 (wall)': R('png_bf16') / a32,
+                'b/c png int8 without bf16 (wall)': R('png_int8_nobf16') / fa_ips,
+                'int8 raw / eager raw': n / sum(raw['int8'].values()) / a32, 'int8 (fp32 float layers) raw / eager raw': n / sum(raw['int8_nobf16'].values()) / a32,
+                **({'b/a png auto gated (wall)': R('png_auto_gated_lite') / a32} if args.lite else {})} if has8 else {}),
             'b/a png eager (wall): predict overhead at the baseline settings': R('png_eager') / a32,
+            'b/a\' png auto (wall), a\' = eager at CPU_BS batch sizes': R('png_auto') / (n / sum(raw['eager_fp32_cpu_bs'].values())),
+            **({'b/a\' png int8 without bf16 (wall)': R('png_int8_nobf16') / (n / sum(raw['eager_fp32_cpu_bs'].values()))} if has8 else {}),
             'fast-path raw / eager raw': afast / a32, 'fp32 channels_last raw / eager raw': a32cl / a32,
             'fp32 folded channels_last raw / eager raw': a32f / a32,
             **({'bf16 autocast channels_last raw / eager raw (the old path)': n / sum(raw['bf16_autocast_channels_last'].values()) / a32}
                if 'bf16_autocast_channels_last' in raw else {}),
             'b png fp32 / raw fp32 folded (efficiency)': R('png_fp32') / a32f,
-            'b png auto / raw fast path (efficiency)': R('png_auto') / afast,
+            'b png auto / raw auto path (efficiency)': R('png_auto') / (n / fwd_auto),
         }
         ratios = {k: round(v, 3) for k, v in ratios.items()}
-        fwd_fast = sum(raw[FAST].values())
+        fwd_fast = sum(raw[AUTO].values())
         where = dict(share_of_eager_fp32_ensemble=share, share_of_eager_fp32_classifiers=share_cls, share_of_fast_path_ensemble=share_fast,
+                     share_of_auto_path_ensemble=share_auto, auto_raw=AUTO,
                      decode_s_per_image=dict(png=round(dec['png']/n, 4), dicom=round(dec['dicom']/n, 4)),
                      write_mask_s_per_image=round(dec['write_masks']/n, 4),
                      png_auto_split_s=dict(total=STAGES['predict_png_auto']['seconds'], raw_forward_fast=round(fwd_fast, 3),
@@ -373,6 +432,7 @@ def main(argv=None):
         log('\n[where time goes] share of raw eager-FP32 ensemble time: ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share.items(), key=lambda o: -o[1])))
         log('                  share of raw eager-FP32 classifier time (no U-Net): ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share_cls.items(), key=lambda o: -o[1])))
         log('                  share of raw fast-path time:          ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share_fast.items(), key=lambda o: -o[1])))
+        log(f'                  share of raw {AUTO} time (the auto path): ' + ', '.join(f'{k} {v:.0%}' for k, v in sorted(share_auto.items(), key=lambda o: -o[1])))
         log(f"                  decode per slice: PNG {dec['png']/n*1000:.0f} ms, DICOM {dec['dicom']/n*1000:.0f} ms (in-process, all windows/sizes); "
             f"writing one MASK PNG {dec['write_masks']/n*1000:.0f} ms")
         log(f"                  predict png_auto {where['png_auto_split_s']}")
@@ -388,7 +448,7 @@ def main(argv=None):
         for k, v in stab.items(): log(f'         {k}: {v}')
         for k in [k for k in mets if k.endswith('moved_outside_ci')]: log(f'         {k}: {mets[k]}')
         def brief(rs, keys): return {r['metric']: (round(r['value'], 3), round(r['lo'], 3), round(r['hi'], 3)) for r in rs if r['metric'] in keys}
-        for k in ('png_auto', 'png_fp32', 'png_eager'):
+        for k in ('png_auto', 'png_fp32', 'png_eager', *(('png_int8_nobf16', 'png_bf16') if has8 else ())):
             log(f"         {k} binary (value, lo, hi): {brief(mets[k]['binary'], ('accuracy', 'sensitivity', 'specificity', 'f1', 'roc_auc'))}")
             log(f"         {k} seg: {brief(mets[k]['seg'], ('mean_dice', 'competition_iou', 'pixel_accuracy'))}")
         env['load_end'] = load(); env['seconds'] = round(time.perf_counter() - T0, 1)

@@ -216,8 +216,9 @@ def _predict_args(sub):
     s.add_argument('inputs', nargs='+', help='PNG/DICOM files and/or folders (searched recursively)')
     s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
     s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json')
-    s.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'],
-                   help='auto: bf16 on CPUs that have it, fp16 on CUDA, else fp32 (default auto)')
+    s.add_argument('--precision', default='auto', choices=['auto', 'int8', 'fp32', 'bf16', 'fp16'],
+                   help='auto: the int8 copies (stroke-ct quantize) on CPUs with VNNI, else bf16 on CPUs that have it, '
+                        'fp16 on CUDA, else fp32 (default auto)')
     s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
     s.add_argument('--threads', type=_positive, default=None, help='compute threads (default: the free cores)')
     s.add_argument('--workers', type=_count, default=None, help='decoding processes (default: chosen from the free cores)')
@@ -280,6 +281,7 @@ OUT_CHECKS = {  # command -> (its output folder, bytes it may write), from the p
     'train': lambda a: (a.out, _GB),
     'evaluate': lambda a: (a.out, 0),
     'report': lambda a: (Path(a.out).parent if a.out else a.run, 0),
+    'quantize': lambda a: (a.run, 0),
 }
 
 def _check_out(a):
@@ -287,6 +289,27 @@ def _check_out(a):
     if a.cmd in OUT_CHECKS:
         from stroke_ct.core import check_out
         check_out(*OUT_CHECKS[a.cmd](a))
+
+# %% ../nbs/90_cli.ipynb #f5725b92
+def _quantize(a):
+    from stroke_ct.quantize import quantize_run
+    df = quantize_run(a.run, n=a.n, names=a.models, max_prob_change=a.max_prob_change, max_pixel_change=a.max_pixel_change)
+    ok = df[df.accepted].model.tolist()
+    print(f"int8 copies of {len(ok)} of {len(df)} models ({', '.join(ok) or 'none'}) in {Path(a.run)/'models'/'int8'}; "
+          f"table: {Path(a.run)/'metrics'/'int8.csv'}")
+    return 0
+
+@subcommand
+def _quantize_args(sub):
+    s = sub.add_parser('quantize', help="int8 copies of a run's models for fast CPU prediction (needs stroke_ct[int8])")
+    s.add_argument('run', help='the run folder (config.json, models/)')
+    s.add_argument('--n', type=_positive, default=300, help='validation slices to calibrate each model on, at most (default 300)')
+    s.add_argument('--models', nargs='+', default=None, help="only these models (classifier names, 'unet'; default all)")
+    s.add_argument('--max-prob-change', type=_prob, default=0.05,
+                   help="use a classifier's int8 copy only if no validation P(stroke) moves more (default 0.05)")
+    s.add_argument('--max-pixel-change', type=_prob, default=0.005,
+                   help="use the U-Net's int8 copy only if no larger share of validation pixels changes class (default 0.005)")
+    s.set_defaults(fn=_quantize)
 
 # %% ../nbs/90_cli.ipynb #043985dd
 def main(argv=None)->int:

@@ -13,21 +13,21 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import Dataset, DataLoader
 from fastprogress.fastprogress import progress_bar
-from .core import BadInput, ErrorLog, get_device
+from .core import BadInput, ErrorLog, get_device, resolve_precision
 from .data.dicom import read_slice, resize_slice, sniff
 from .data.masks import resize_mask
 from .modelio import (ModelRecord, ModelsLayout, EnsembleRecord, VOTES, load_model, read_ensemble, build_model,
                                save_model, HEAD_ARGS)
 
 # %% auto #0
-__all__ = ['Plan', 'AS_TRAINED', 'DTYPES', 'ModelSpec', 'ModelSet', 'load_models', 'SliceDataset', 'collate_slices',
+__all__ = ['Plan', 'AS_TRAINED', 'DTYPES', 'CPU_BS', 'ModelSpec', 'ModelSet', 'load_models', 'SliceDataset', 'collate_slices',
            'slice_batches', 'hard_vote', 'as_probs', 'soft_vote', 'norm_weights', 'weighted_soft_vote', 'combine_votes',
            'fold_batchnorm', 'inference_model', 'free_cores', 'cpu_plan', 'model_input', 'run_model', 'classify_batch',
            'segment_batch', 'predict_probs', 'predict_masks']
 
 # %% ../nbs/12_infer.ipynb #a8660074
 Plan = namedtuple('Plan', 'device precision channels_last fold_bn')
-Plan.__doc__ = 'How models run: device, precision (fp32, bf16, fp16), NHWC memory, BatchNorm folded'
+Plan.__doc__ = 'How models run: device, precision (fp32, bf16, fp16, int8), NHWC memory, BatchNorm folded'
 AS_TRAINED = Plan('cpu', 'fp32', False, False)  # the model exactly as trained: fp32, NCHW, nothing folded
 
 class ModelSpec:
@@ -39,13 +39,21 @@ class ModelSpec:
         self.dicom_only = rec.input == 'dicom' and rec.window != 'brain'
         self.stroke_idx = rec.classes.index('stroke') if rec.kind == 'classifier' else None
         self._rt = None  # (plan, inference copy): see `runtime`
+        self.int8 = None # an int8 copy (a callable: NCHW float32 batch -> output), attached by `quantize.attach_int8`
+        self.bs = None   # slices per forward pass (None: the whole batch); see `run_model`
     @classmethod
     def load(cls, path, name:str|None=None)->ModelSpec:
         "A model folder, loaded weights-only (`modelio.load_model`)"
         model, rec = load_model(path)
         return cls(name or Path(path).name, model, rec, path)
+    def plan_for(self, plan:Plan)->Plan:
+        "The plan this model really runs under: `int8` only where an int8 copy is attached, else the float `auto` precision"
+        if plan.precision != 'int8' or self.int8 is not None: return plan
+        return plan._replace(precision=resolve_precision('auto', plan.device))
     def runtime(self, plan:Plan=AS_TRAINED)->nn.Module:
-        "The copy of `model` run under `plan` (`inference_model`), built on first use and kept for the last plan"
+        "The copy of `model` run under `plan_for(plan)`: the int8 copy, or `inference_model`'s, built on first use and kept for the last plan"
+        plan = self.plan_for(plan)
+        if plan.precision == 'int8': return self.int8
         k = Plan(str(plan.device), plan.precision, bool(plan.channels_last), bool(plan.fold_bn))
         if self._rt is None or self._rt[0] != k: self._rt = (k, inference_model(self.model, *k[1:3], k.device, k.fold_bn))
         return self._rt[1]
@@ -258,17 +266,23 @@ def cpu_plan(n_files:int,             # slices to predict
     if num_threads is None: num_threads = max(1, min(torch.get_num_threads(), round(free) - num_workers))
     return num_workers, num_threads
 
+# %% ../nbs/12_infer.ipynb #895b06c9
+CPU_BS = {'classifier': 8, 'unet': 1}   # slices per forward pass on a CPU, per model kind (measured: bench/README.md)
+
 # %% ../nbs/12_infer.ipynb #ab680904
 def model_input(m:ModelSpec, x8:torch.Tensor, plan:Plan)->torch.Tensor:
     "uint8 NHWC batch -> the model's input: NCHW in [0, 1], normalised as its record says, in `plan`'s device, type and memory format"
     x = x8.to(plan.device).permute(0, 3, 1, 2).float().div_(255)
     if m.stats is not None: x = (x - m.stats[0].to(plan.device)) / m.stats[1].to(plan.device)
     if plan.precision in DTYPES: x = x.to(DTYPES[plan.precision])
-    return x.contiguous(memory_format=torch.channels_last if plan.channels_last else torch.contiguous_format)
+    cl = plan.channels_last and plan.precision != 'int8'   # an int8 copy takes plain NCHW float32
+    return x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 def run_model(m:ModelSpec, x8:torch.Tensor, plan:Plan=AS_TRAINED)->torch.Tensor:
-    "uint8 NHWC batch -> model output (float32) under `plan`"
-    return m.runtime(plan)(model_input(m, x8, plan)).float()
+    "uint8 NHWC batch -> model output (float32) under `m.plan_for(plan)`, in forward passes of at most `m.bs` slices"
+    p = m.plan_for(plan)
+    net, bs = m.runtime(p), m.bs or max(len(x8), 1)
+    return torch.cat([net(model_input(m, x8[i:i+bs], p)).float() for i in range(0, max(len(x8), 1), bs)])
 
 # %% ../nbs/12_infer.ipynb #495107cd
 def _not_finite(fn, what:str, then:str, log:ErrorLog|None):

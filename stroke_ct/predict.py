@@ -17,6 +17,7 @@ from .data.dicom import find_slices, DICOM_SUFFIXES, JPEG_SUFFIXES
 from .data.masks import save_mask, resize_mask
 from .modelio import VOTES, RunLayout, check_complete
 from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch, combine_votes
+from .quantize import choose_precision
 
 # %% auto #0
 __all__ = ['SLICE_SUFFIXES', 'STAGE1_HEADER', 'OUTPUTS', 'MASK_BYTES', 'find_inputs', 'image_ids', 'stage1_text', 'predict',
@@ -165,7 +166,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
             vote:str|None=None,      # 'hard', 'soft' or 'weighted' (default: ensemble.json, else 'hard')
             num_workers:int|None=None, # decoding processes (None: see `cpu_plan`; 0: decode in the loop)
             num_threads:int|None=None, # torch threads while predicting (None: see `cpu_plan`)
-            precision:str='auto',    # `core.PRECISIONS`: 'auto' (bf16 where the CPU has it, fp16 on CUDA), 'fp32', 'bf16', 'fp16'
+            precision:str='auto',    # 'auto' (int8 copies on CPUs with VNNI, else bf16 where the CPU has it, fp16 on CUDA), 'int8', 'fp32', 'bf16', 'fp16'
             channels_last:bool|None=None, # NHWC memory (None: on, except on CPUs without AVX2)
             fold_bn:bool=True,       # fold BatchNorm into the convolutions (exact up to rounding; False: the models as saved)
             device=None,             # default: CUDA if available, else CPU
@@ -185,7 +186,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
     if vote not in VOTES: raise ValueError(f'unknown vote {vote!r}; use one of {list(VOTES)}')
     if vote == 'weighted' and not ens.weights: raise ValueError("vote='weighted' needs weights in ensemble.json")
     if not 0 <= threshold <= 1: raise ValueError(f'threshold must be in [0, 1], got {threshold}')
-    prec = resolve_precision(precision, device)
+    prec = choose_precision(precision, device, M)   # int8 copies attached (quantize) where they are used
     cl = (device.type == 'cuda' or torch.backends.cpu.get_cpu_capability() != 'DEFAULT') if channels_last is None else channels_last
     allm, plan = M.all, Plan(str(device), prec, bool(cl), bool(fold_bn))
     for m in allm: m.runtime(plan)   # build the inference copies before the clock starts
@@ -194,6 +195,8 @@ def predict(models_dir,              # a finished run's models folder: classifie
         check_out(out, need=(1 << 20) + MASK_BYTES*len(files)*(unet is not None))
         ids = dict(zip(map(str, files), image_ids(files)))
         num_workers, num_threads = cpu_plan(len(files), bs, num_workers, num_threads, device)
+        for m in allm:
+            if hasattr(m.int8, 'prepare'): m.int8.prepare(num_threads)   # compile the int8 copies for the loop's threads
         dl = slice_batches(files, [m.key for m in allm], bs, num_workers)
         names, rows, n_seg, writer, t1 = M.names, [], 0, _MaskWriter(log), time.time()
         try:
@@ -224,8 +227,8 @@ def predict(models_dir,              # a finished run's models folder: classifie
                     precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
                     vote=vote, threshold=float(threshold), device=str(device), out=str(out), missing_models=missing, has_unet=unet is not None)
         meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, torch=torch.__version__,
-                    models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size,
-                                 window=m.window, sha256=m.rec.sha256) for m in allm])
+                    models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size, window=m.window,
+                                 sha256=m.rec.sha256, precision=m.plan_for(plan).precision, bs=m.bs) for m in allm])
         fb = [] if fallback is None else [(ids[str(f)], int(fallback)) for f in files if str(f) not in answered]
         _write_outputs(stage, rows, names, log, skipped, meta, fb)
         summ['moved_aside'] = _publish(stage, out)
