@@ -15,6 +15,7 @@ from .report import write_table, save_fig, plot_confusion, to_markdown, run_meta
 from .data.layout import resolve, read_manifest, SPLITS
 from .data.splits import build_manifest
 from .data.masks import read_mask
+from .data.synth import phantom_info
 from .modelio import RunLayout
 from .run import RunConfig
 from .infer import AS_TRAINED, ModelSet, load_models, slice_batches, classify_batch, combine_votes, predict_masks
@@ -188,7 +189,7 @@ def _phantom_run(models_dir:Path)->bool:
     L = RunLayout(Path(models_dir).parent)
     try: cfg = RunConfig.load(L.config) if L.config.is_file() else None
     except Exception: return False
-    return cfg is not None and cfg.synth is not None and cfg.data.root is not None and Path(cfg.data.root).resolve() == (L.root/'data').resolve()
+    return cfg is not None and phantom_info(cfg.data.root) is not None
 
 def _models_table(M)->pd.DataFrame:
     return pd.DataFrame([dict(name=m.name, kind=m.kind, arch=m.rec.arch, size=m.size, input=m.rec.input, window=m.window,

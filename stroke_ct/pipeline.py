@@ -11,7 +11,7 @@ from fastcore.basics import patch
 import os
 from .core import write_text, main_process, get_device
 from .report import to_markdown
-from .data.synth import make_synth
+from .data.synth import make_synth, phantom_info
 from .run import Run, RunConfig, MODEL_STAGES
 from .fit import launch, solo
 from . import classify, ensemble, segment, scoring  # the stages they add to `Run`
@@ -40,7 +40,10 @@ def report_blocks(self:Run)->list:
                  f"models in [models/](models/).")]
     n_err = len(pd.read_csv(L.errors)) if L.errors.exists() else 0
     out.append(('p', f'Slices that could not be read are left out of every score: {n_err}' + (' (listed in [errors.csv](errors.csv)).' if n_err else '.')))
-    if cfg.synth is not None: out.append(('quote', f'**Synthetic data.** {PHANTOM_NOTE.format(lo=cfg.synth.ischemia_contrast[0], hi=cfg.synth.ischemia_contrast[1])}'))
+    ph = phantom_info(cfg.data.root)   # the data folder's own mark, not the config: a demo preset may train on real data
+    if ph is not None:
+        lo, hi = [f'{v:g}' for v in ph['ischemia_contrast']] if ph.get('ischemia_contrast') else ('?', '?')
+        out.append(('quote', f'**Synthetic data.** {PHANTOM_NOTE.format(lo=lo, hi=hi)}'))
     shown = set()
     if (t1 := _read(L.metrics/'table1_training.csv')) is not None:
         out += [('h2', 'Table 1: classifiers, training'), ('table', _cols(t1, ['model', 'train_accuracy', 'valid_accuracy', 'size', 'bs', 'epochs', 'precision', 'seconds']))]

@@ -11,6 +11,7 @@ import pandas as pd
 from .core import BadInput, ErrorLog, PRECISIONS, write_json, write_csv, get_device, resolve_precision, main_process
 from .report import run_metadata
 from .data.dicom import WINDOW_CHOICES
+from .data.masks import PALETTES
 from .data.layout import resolve, read_manifest, write_manifest
 from .data.splits import choose_manifest
 from .modelio import CLASSIFIER_ARCHS, UNET_ARCHS, UNET_OPTIONS, RunLayout, mark_complete
@@ -29,6 +30,7 @@ class DataConfig:
     manifest:str|None = None   # a manifest CSV; None: `data.splits.choose_manifest`
     input:str = 'png'          # 'png' (brain-windowed slices) or 'dicom'
     window:str = 'brain'       # DICOM window for input='dicom' (`data.dicom.WINDOW_CHOICES`)
+    palette:str = 'official'   # the masks' colours (`data.masks.PALETTES`): training and scoring read them with it
     aug:dict|None = None       # overrides for fastai's `aug_transforms` (both tasks)
 
 @dataclass
@@ -126,7 +128,8 @@ def _config_problems(c)->list:
     if not (isinstance(c.distributed, int) and c.distributed >= 1): p.append(f'distributed must be an integer >= 1, got {c.distributed!r}')
     if c.data.input not in ('png', 'dicom'): p.append(f"data.input must be 'png' or 'dicom', got {c.data.input!r}")
     if c.data.window not in WINDOW_CHOICES: p.append(f'data.window must be one of {WINDOW_CHOICES}, got {c.data.window!r}')
-    elif c.data.input == 'png' and c.data.window != 'brain': p.append("data.window other than 'brain' needs data.input='dicom' (the PNGs are brain-windowed)")
+    if c.data.palette not in PALETTES: p.append(f'data.palette must be one of {list(PALETTES)}, got {c.data.palette!r}')
+    if c.data.input == 'png' and c.data.window != 'brain' and c.data.window in WINDOW_CHOICES: p.append("data.window other than 'brain' needs data.input='dicom' (the PNGs are brain-windowed)")
     k = c.classifiers
     if not k.archs: p.append('classifiers.archs is empty')
     if bad := [a for a in k.archs if a not in CLASSIFIER_ARCHS]: p.append(f'classifiers.archs: unknown {bad}; known: {list(CLASSIFIER_ARCHS)}')
@@ -298,7 +301,7 @@ class Run:
         d = self.cfg.data
         if d.manifest: return read_manifest(d.manifest), d.manifest
         if self.layout.manifest.exists(): return read_manifest(self.layout.manifest), str(self.layout.manifest)
-        m, src = choose_manifest(d.root)
+        m, src = choose_manifest(d.root, palette=d.palette)
         if src == 'built':
             if main_process(): write_manifest(m, self.layout.manifest)
             self.log(f'NOTE: {d.root} has no data_manifest.csv and is not the official data, so this run built its own split '

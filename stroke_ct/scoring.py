@@ -41,10 +41,11 @@ def seg_test_rows(df:pd.DataFrame, include_normal:bool=False)->pd.DataFrame:
 
 def truth_mask(row,   # a manifest row (its `mask` column may be empty: a normal slice)
                shape, # the slice's (height, width), for the all-background truth of a normal slice
+               palette='official', # the masks' colours (`data.masks.PALETTES`)
               )->np.ndarray: # uint8 class map
     "The true class map of a manifest row: its MASK file, or all background where it has none"
     m = row.get('mask')
-    return read_mask(m) if isinstance(m, str) and m else np.zeros(shape, np.uint8)
+    return read_mask(m, palette) if isinstance(m, str) and m else np.zeros(shape, np.uint8)
 
 # %% ../nbs/24_scoring.ipynb #f5b11068
 def plot_predictions(images, truths, preds, ids, per=None, # per-image table (for best/worst by `mean_dice`)
@@ -123,7 +124,7 @@ def evaluate(self:Run, n_fig:int=2)->dict: # results (per variant: per, summary)
     self.log_errors(log)
     ok = [i for i, p in enumerate(preds) if p is not None]
     rows, preds, files = rows.iloc[ok].reset_index(drop=True), [preds[i] for i in ok], [files[i] for i in ok]
-    truths = [truth_mask(r, p.shape) for (_, r), p in zip(rows.iterrows(), preds)]
+    truths = [truth_mask(r, p.shape, self.cfg.data.palette) for (_, r), p in zip(rows.iterrows(), preds)]
     ids = rows.image_id.astype(str).tolist()
     gate = chosen_gate(self)
     if gate is None: self.log('no vote yet (run the vote stage first): scoring the U-Net ungated only')

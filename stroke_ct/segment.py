@@ -168,7 +168,7 @@ def train_unet(self:Run,
         return dict(path=None, history=[])
     set_seed(cfg.seed)   # the DataLoaders' shuffling depends on the run's seed only, not on what ran before
     dls = seg_dls(rows, size=u.size, bs=u.bs, input=cfg.data.input, window=cfg.data.window, seed=cfg.seed, aug_kwargs=cfg.data.aug,
-                  device=self.device)
+                  palette=cfg.data.palette, device=self.device)
     self.log(f'U-Net {u.arch}: {u.size} px, batch {u.bs}, {u.epochs}+{u.unfreeze_epochs if cfg.pretrained else 0} epochs, '
              f'{len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices')
     learn = train_segmenter(dls, epochs=u.epochs, lr=u.lr, unfreeze_epochs=u.unfreeze_epochs if cfg.pretrained else 0, seed=cfg.seed,

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/08_data.synth.ipynb #917010d2
 from __future__ import annotations
+import json
 from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,14 +13,16 @@ from scipy import ndimage as ndi
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, CTImageStorage, generate_uid
 from fastprogress.fastprogress import progress_bar
-from ..core import atomic_path, save_png
+from .. import __version__
+from ..core import atomic_path, save_png, write_json
 from .layout import SUBTYPES, OFFICIAL_FOLDERS, MANIFEST_COLS, write_manifest
 from .splits import make_splits
 from .dicom import window_u8
 from .masks import save_mask, make_overlay
 
 # %% auto #0
-__all__ = ['TISSUES', 'ODD_SIZES', 'OVERLAY_STYLE', 'random_head', 'phantom', 'write_dicom', 'make_synth']
+__all__ = ['TISSUES', 'ODD_SIZES', 'OVERLAY_STYLE', 'PHANTOM_MARK', 'random_head', 'phantom', 'write_dicom', 'make_synth',
+           'phantom_info']
 
 # %% ../../nbs/08_data.synth.ipynb #4e105d7f
 TISSUES = ['air', 'scalp', 'bone', 'csf', 'parenchyma', 'hemorrhage', 'ischemia']
@@ -228,4 +231,16 @@ def make_synth(out,                   # output root (created); existing files wi
     df['image_id'] = df.image_id.astype(str)
     df = make_splits(df, seed=seed, n_seg_test=len(df) if n_seg_test is None else n_seg_test, groups='patient')
     write_manifest(df[MANIFEST_COLS], out/'data_manifest.csv')
+    write_json(out/PHANTOM_MARK, dict(made_by='stroke_ct.data.synth.make_synth', stroke_ct=__version__, seed=seed,
+                                      n_normal=n_normal, n_ischemic=n_ischemic, n_hemorrhagic=n_hemorrhagic,
+                                      ischemia_contrast=[float(v) for v in ischemia_contrast]))
     return df[MANIFEST_COLS]
+
+PHANTOM_MARK = 'SYNTHETIC.json'   # written by make_synth at the root of every phantom set
+
+def phantom_info(root)->dict|None:
+    "The parameters of the phantom set at `root` if `make_synth` wrote it (its `SYNTHETIC.json`), else None: real data"
+    f = Path(root)/PHANTOM_MARK if root is not None else None
+    if f is None or not f.is_file(): return None
+    try: return json.loads(f.read_text())
+    except (OSError, ValueError): return dict(made_by='stroke_ct.data.synth.make_synth')   # damaged, but the mark is there
