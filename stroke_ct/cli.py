@@ -95,6 +95,7 @@ def _train_config(a):
     sets = list(a.set or [])
     if a.epochs is not None: sets.append(f'classifiers.epochs={a.epochs}')
     if a.archs: sets.append('classifiers.archs=' + ','.join(a.archs))
+    if a.palette: sets.append(f'data.palette={a.palette}')
     return cfg.set(*sets, **kw)
 
 def _train(a):
@@ -203,6 +204,8 @@ def _train_args(sub):
     s.add_argument('--seed', type=int, default=None, help='change the seed (same as --set seed=N)')
     s.add_argument('--epochs', type=_positive, default=None, help='classifier epochs (same as --set classifiers.epochs=N)')
     s.add_argument('--archs', nargs='+', default=None, help='train only these classifiers')
+    s.add_argument('--palette', default=None, choices=['official', 'ct_stroke_mix', 'bhsd'],
+                   help='colours of the masks (same as --set data.palette=NAME; default official)')
     s.add_argument('--no-pretrained', dest='pretrained', action='store_const', const=False, default=None,
                    help='train from scratch (no ImageNet weights, e.g. offline)')
     s.add_argument('--overwrite', action='store_true', help='replace a different configuration saved in OUT')
