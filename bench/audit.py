@@ -623,10 +623,10 @@ def _(): return _killed(signal.SIGKILL, (1, 3, 5, 6, 7, 9, 14))
 def _():
     out = fresh('ctrlc'); predict_cli(ENV['pngs'][:3], out); before = state(out)
     p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out),
-                          '--workers', '0', '--threads', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.2)
-    time.sleep(1); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+                          '--workers', '0', '--threads', '1', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()   # batches of one slice: the run lasts long enough for the signal to land mid-run
+    while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.05)
+    time.sleep(0.3); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
     return p.returncode == 130 and 'interrupted' in err and state(out) == before and not (out/'.partial').exists(), f'exit {p.returncode}: {err.strip()[-100:]}'
 
 # ---------------------------------------------------------------------------------------------------- other commands: output folders
