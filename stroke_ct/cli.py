@@ -38,6 +38,8 @@ def _prob(s:str)->float:
     if not 0 <= v <= 1: raise argparse.ArgumentTypeError(f'must be between 0 and 1, got {v}')
     return v
 
+_PALETTES = ['official', 'ct_stroke_mix', 'bhsd']   # the names of `data.masks.PALETTES`, here so `--help` loads no numerical library
+
 # %% ../nbs/90_cli.ipynb #cee51d37
 def _synth(a):
     from stroke_ct.data.synth import make_synth
@@ -149,7 +151,7 @@ def _manifest_args(sub):
     s.add_argument('--out', default=None, help='where to write the manifest (default ROOT/data_manifest.csv)')
     s.add_argument('--seed', type=int, default=42, help='split seed (default 42, the official one)')
     s.add_argument('--n-seg-test', type=_count, default=100, help='stroke test images held out for segmentation (default 100)')
-    s.add_argument('--palette', default='official', choices=['official', 'ct_stroke_mix', 'bhsd'],
+    s.add_argument('--palette', default='official', choices=_PALETTES,
                    help='colours of the masks, for a folder labelled by its masks (default official)')
     s.set_defaults(fn=_manifest)
 
@@ -158,7 +160,7 @@ def _check_data_args(sub):
     s = sub.add_parser('check-data', help='count images, say what each task can use, find missing and unreadable files; non-zero exit if unusable')
     s.add_argument('root', help='the dataset folder')
     s.add_argument('--manifest', default=None, help='check the images of this manifest (default ROOT/data_manifest.csv, else all found)')
-    s.add_argument('--palette', default='official', choices=['official', 'ct_stroke_mix', 'bhsd'],
+    s.add_argument('--palette', default='official', choices=_PALETTES,
                    help='colours of the masks (default official)')
     s.set_defaults(fn=_check_data)
 
@@ -204,7 +206,7 @@ def _train_args(sub):
     s.add_argument('--seed', type=int, default=None, help='change the seed (same as --set seed=N)')
     s.add_argument('--epochs', type=_positive, default=None, help='classifier epochs (same as --set classifiers.epochs=N)')
     s.add_argument('--archs', nargs='+', default=None, help='train only these classifiers')
-    s.add_argument('--palette', default=None, choices=['official', 'ct_stroke_mix', 'bhsd'],
+    s.add_argument('--palette', default=None, choices=_PALETTES,
                    help='colours of the masks (same as --set data.palette=NAME; default official)')
     s.add_argument('--no-pretrained', dest='pretrained', action='store_const', const=False, default=None,
                    help='train from scratch (no ImageNet weights, e.g. offline)')
@@ -246,7 +248,7 @@ def _evaluate_args(sub):
     s.add_argument('data', nargs='+', help='labelled folders (class folders, the official layouts, or images/ with masks/)')
     s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
     s.add_argument('--out', required=True, help='output folder: report.md, predictions.csv, errors.csv, metrics/, figures/')
-    s.add_argument('--palette', nargs='+', default=['official'], choices=['official', 'ct_stroke_mix', 'bhsd'],
+    s.add_argument('--palette', nargs='+', default=['official'], choices=_PALETTES,
                    help='colours of the masks: one for all folders, or one per folder (default official)')
     s.add_argument('--split', default=None, choices=['train', 'valid', 'test'], help="only this split of each folder's manifest (default: all)")
     s.add_argument('--n-boot', type=_count, default=1000, help='bootstrap resamples for the 95%% intervals (default 1000)')
