@@ -30,7 +30,9 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 distributed_requirements = shlex.split(cfg.get('distributed_requirements', ''))   # optional: the `distributed` extra
-int8_requirements = shlex.split(cfg.get('int8_requirements', ''))   # optional engine: the `int8` extra (dev installs both for the tests)
+int8_requirements = shlex.split(cfg.get('int8_requirements', ''))   # optional engine: the `int8` extra
+jpeg_requirements = shlex.split(cfg.get('jpeg_requirements', ''))   # optional: JPEG-compressed DICOM decoders
+download_requirements = shlex.split(cfg.get('download_requirements', ''))   # optional: Google Drive downloads
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -51,8 +53,10 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements + distributed_requirements + int8_requirements,
-                     'distributed': distributed_requirements, 'int8': int8_requirements },
+    extras_require={ 'dev': dev_requirements + distributed_requirements + int8_requirements + jpeg_requirements + download_requirements,
+                     'distributed': distributed_requirements, 'int8': int8_requirements, 'jpeg': jpeg_requirements,
+                     'download': download_requirements,
+                     'colab': jpeg_requirements + download_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

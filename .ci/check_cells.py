@@ -1,7 +1,7 @@
 "Compile every code cell of every notebook, slow ones included (nbdev_test skips those), with IPython magic and shell lines blanked: a syntax error in a cell no test runs still fails CI"
 import json, glob, sys, re
 bad = 0
-for fn in sorted(glob.glob(sys.argv[1] if len(sys.argv) > 1 else 'nbs/*.ipynb')):
+for fn in sorted(glob.glob(sys.argv[1] if len(sys.argv) > 1 else 'nbs/**/*.ipynb', recursive=True)):
     for i, c in enumerate(json.load(open(fn))['cells']):
         if c['cell_type'] != 'code': continue
         src = ''.join(c['source'])

@@ -30,7 +30,7 @@ if not proc.exists(): sys.exit('_proc/ missing: run nbdev_proc_nbs first')
 out = proc/'_html'; out.mkdir(exist_ok=True)
 exp = HTMLExporter()
 pages = 0
-for fn in sorted(proc.glob('*.ipynb')):
+for fn in sorted(proc.rglob('*.ipynb')):   # the walkthroughs (tutorials/) too
     nb = nbformat.read(fn, as_version=4)
     n_img = sum(1 for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if 'image/png' in o.get('data', {}))
     try: html, _ = exp.from_notebook_node(nb)

@@ -4,11 +4,11 @@
 
 # %% ../nbs/21_classify.ipynb #0a282eec
 from __future__ import annotations
-import shutil, time
+import contextlib, shutil, time
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import (vision_learner, Learner, CrossEntropyLossFlat, accuracy, Callback, Normalize, set_seed,
                                to_float, patch, AccumMetric)
-from .core import ErrorLog, write_csv, resolve_precision, main_process
+from .core import BadInput, ErrorLog, write_csv, resolve_precision, main_process
 from .metrics import binary_metrics
 from .report import write_table
 from .modelio import ModelRecord, HEAD_ARGS, get_arch, save_model, fetch_pretrained, read_record
@@ -154,10 +154,10 @@ def _finished(L, arch, probs, t1)->bool:
 @patch
 def train_classifiers(self:Run,
                       archs=None,         # the architectures to train (default: all of `config.classifiers.archs`)
-                      resume:bool=False,  # skip finished classifiers, continue an interrupted one from its checkpoint
+                      overwrite:bool=False, # retrain from scratch: first remove these architectures' models and checkpoints
                       cbs=None,           # more fastai callbacks for every fit
                      )->dict:             # probs (every slice, one column per model), table1
-    "The classifier stage: train each architecture, save it to models/classifiers/<arch>/, record P(stroke) for every slice and Table 1"
+    "The classifier stage: train each architecture (finished ones kept, an interrupted one continued), save it to models/classifiers/<arch>/, record P(stroke) for every slice and Table 1"
     cfg, L = self.cfg, self.layout
     archs = list(archs or cfg.classifiers.archs)
     lw = class_weights(self.rows) if cfg.classifiers.weighted_loss else None
@@ -165,16 +165,24 @@ def train_classifiers(self:Run,
     t1f = L.metrics/'table1_training.csv'
     t1 = pd.read_csv(t1f) if t1f.exists() else pd.DataFrame()
     cache, errors = {}, ErrorLog()
+    tr = self.rows[(self.rows.split == 'train') & (self.rows.png.notna() | self.rows.dicom.notna())]
+    if missing := [n for k, n in ((0, 'normal'), (1, 'stroke')) if not (tr.stroke.astype(int) == k).any()]:
+        raise BadInput(cfg.data.root, f"no {' and no '.join(missing)} slice in the training split: the classifiers learn to tell stroke from normal and need both")
+    if overwrite and main_process():   # starting over: no old model may survive an interruption of the retraining
+        for arch in archs:
+            for d in (L.models.classifier(arch), L.checkpoints(f'classifiers/{arch}')): shutil.rmtree(d, ignore_errors=True)
+        self.log(f"starting over (overwrite): removed the models and checkpoints of {', '.join(archs)}")
     for arch in archs:
-        if resume and _finished(L, arch, probs, t1):
+        if _finished(L, arch, probs, t1):
             self.log(f'classifier {arch}: finished earlier, skipped'); continue
+        ckpt = L.checkpoints(f'classifiers/{arch}')
+        if (ckpt/'last.pth').is_file(): self.log(f'classifier {arch}: continuing from its checkpoint ({ckpt})')
         s = cfg.classifiers.arch(arch)
         if (s['size'], s['bs']) not in cache: cache[(s['size'], s['bs'])] = _probs_dl(self.rows, s['size'], s['bs'], cfg, errors, self.device)
         dls, rows, dl = cache[(s['size'], s['bs'])]
         self.log(f"classifier {arch}: {s['size']} px, batch {s['bs']}, {s['epochs']} epochs, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices")
-        ckpt = L.checkpoints(f'classifiers/{arch}')
         learn = train(dls, arch, epochs=s['epochs'], lr=s['lr'], pretrained=cfg.pretrained, loss_weights=lw,
-                      precision=cfg.precision, seed=cfg.seed, ckpt=ckpt, resume=resume, cbs=cbs)
+                      precision=cfg.precision, seed=cfg.seed, ckpt=ckpt, resume=not overwrite, cbs=cbs)
         if not main_process(): continue   # a data-parallel run: the main process predicts and writes
         with solo(): p = rows[['image_id', 'split', 'stroke']].assign(**{arch: fp32_probs(learn, dl)})
         row = _table1_row(arch, learn, p, s, cfg.pretrained)
@@ -187,6 +195,8 @@ def train_classifiers(self:Run,
         t1 = t1.set_index('model').loc[[a for a in cfg.classifiers.archs if a in set(t1.model)]].reset_index()
         write_table(t1, L.metrics, 'table1_training', self.metadata())
         shutil.rmtree(ckpt, ignore_errors=True)   # the saved model holds the best epoch
+        for d in (ckpt.parent, ckpt.parent.parent):   # checkpoints/classifiers, then checkpoints/, once empty
+            with contextlib.suppress(OSError): d.rmdir()
         del learn
     if not main_process(): return dict(probs=None, table1=t1)   # a data-parallel run's other processes: nothing to record
     n_err = self.log_errors(errors)

@@ -47,7 +47,7 @@ def _synth(a):
     lo, hi = a.ischemia_contrast
     if lo > hi or lo < 0: raise ValueError(f'--ischemia-contrast needs 0 <= MIN_HU <= MAX_HU, got {lo} {hi}')
     df = make_synth(a.out, n_normal=a.n_normal, n_ischemic=a.n_ischemic, n_hemorrhagic=a.n_hemorrhagic,
-                    seed=a.seed, ischemia_contrast=(lo, hi))
+                    seed=a.seed, ischemia_contrast=(lo, hi), masks=a.masks)
     print(f'wrote {len(df)} synthetic slices to {a.out} ({time.time()-t:.1f} s); manifest: {Path(a.out)/"data_manifest.csv"}')
     return 0
 
@@ -83,7 +83,7 @@ def _masks_from_overlays(a):
 # %% ../nbs/90_cli.ipynb #c1596fff
 def _demo(a):
     from stroke_ct.pipeline import demo
-    r = demo(a.out, quick=a.quick, seed=a.seed)
+    r = demo(a.out, quick=a.quick, seed=a.seed, overwrite=a.overwrite)
     print(f"demo finished in {r['seconds']['total']:.0f} s; report: {Path(a.out)/'report.md'}")
     return 0
 
@@ -102,9 +102,9 @@ def _train_config(a):
 
 def _train(a):
     from stroke_ct.pipeline import train, STAGES
-    try: r = train(a.data_root, a.out, config=_train_config(a), manifest=a.manifest, stages=a.stage or STAGES, overwrite=a.overwrite, resume=a.resume)
+    try: r = train(a.data_root, a.out, config=_train_config(a), manifest=a.manifest, stages=a.stage or STAGES, overwrite=a.overwrite)
     except KeyboardInterrupt:
-        print(f'interrupted: the finished epochs are kept in {a.out}; continue with: stroke-ct train {a.data_root} {a.out} --resume', file=sys.stderr)
+        print(f'interrupted: the finished epochs are kept in {a.out}; run the same command again to continue: stroke-ct train {a.data_root} {a.out}', file=sys.stderr)
         return 130
     print(f"finished {', '.join(a.stage or STAGES)} in {r['seconds']['total']:.0f} s; run folder: {a.out}")
     return 0
@@ -142,6 +142,8 @@ def _synth_args(sub):
     s.add_argument('--seed', type=int, default=0, help='the set is a function of the seed (default 0)')
     s.add_argument('--ischemia-contrast', type=_finite, nargs=2, default=(8, 25), metavar=('MIN_HU', 'MAX_HU'),
                    help='how many HU ischemia lies below parenchyma (default 8 25; real early ischemia: 2-8)')
+    s.add_argument('--no-masks', dest='masks', action='store_false',
+                   help='no MASK folders, only OVERLAY, as the public release ships it (rebuild them with masks-from-overlays)')
     s.set_defaults(fn=_synth)
 
 @subcommand
@@ -188,6 +190,8 @@ def _demo_args(sub):
     s.add_argument('out', help='run folder (the phantoms go to OUT/data)')
     s.add_argument('--quick', action='store_true', help='toy sizes, about 2 minutes instead of about 16')
     s.add_argument('--seed', type=int, default=0, help='seeds the phantoms, the split and the training (default 0)')
+    s.add_argument('--overwrite', action='store_true',
+                   help='start over (default: a demo of the same settings in OUT continues; other settings are refused)')
     s.set_defaults(fn=_demo)
 
 @subcommand
@@ -210,9 +214,10 @@ def _train_args(sub):
                    help='colours of the masks (same as --set data.palette=NAME; default official)')
     s.add_argument('--no-pretrained', dest='pretrained', action='store_const', const=False, default=None,
                    help='train from scratch (no ImageNet weights, e.g. offline)')
-    s.add_argument('--overwrite', action='store_true', help='replace a different configuration saved in OUT')
+    s.add_argument('--overwrite', action='store_true',
+                   help="start the stages over, retraining their models (and replace a different configuration saved in OUT)")
     s.add_argument('--resume', action='store_true',
-                   help='continue a run that stopped: keep finished models, continue an interrupted one from its last epoch')
+                   help='accepted for old scripts: continuing a run that stopped is what train does without --overwrite')
     s.set_defaults(fn=_train)
 
 @subcommand

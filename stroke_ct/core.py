@@ -4,16 +4,18 @@
 
 # %% ../nbs/00_core.ipynb #d6a48afe
 from __future__ import annotations
-import os, json, tempfile, contextlib, shutil, hashlib, sys, errno
+import os, json, tempfile, contextlib, shutil, hashlib, sys, errno, importlib.util, warnings
 import multiprocessing.util
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
+from fastcore.basics import AttrDict
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png', 'file_hash',
-           'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'escape_text', 'ErrorLog',
-           'check_out', 'folder_lock', 'shared_data', 'data_dir', 'runs_dir', 'colab_setup', 'main_process']
+__all__ = ['PRECISIONS', 'COLAB_DRIVE', 'scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png',
+           'file_hash', 'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'escape_text',
+           'ErrorLog', 'check_out', 'folder_lock', 'shared_data', 'data_dir', 'runs_dir', 'notebook_platform',
+           'notebook_setup', 'colab_setup', 'main_process']
 
 # %% ../nbs/00_core.ipynb #a3b48df3
 _scratch = []            # (pid, folder) for every scratch_dir made
@@ -234,23 +236,51 @@ def runs_dir()->Path:
     return Path(os.environ.get('STROKE_CT_RUNS', 'runs')).expanduser()
 
 # %% ../nbs/00_core.ipynb #c0a1f00f
-def colab_setup(data:str|Path='/content/drive/MyDrive/TEKNOFEST2021', # the dataset folder on Drive
-                runs:str|Path|None=None, # the runs folder (default: `stroke_ct_runs` beside `data`)
-                mount:bool=True,         # mount Google Drive at /content/drive first
-               )->dict:                  # data, runs, device
-    "On Colab: mount Drive and set `STROKE_CT_DATA` and `STROKE_CT_RUNS` (unless already set); anywhere: report them"
-    on_colab = 'google.colab' in sys.modules
-    if on_colab:
-        if mount:
-            from google.colab import drive
-            drive.mount('/content/drive')
-        os.environ.setdefault('STROKE_CT_DATA', str(data))
-        os.environ.setdefault('STROKE_CT_RUNS', str(runs or Path(data).parent/'stroke_ct_runs'))
+COLAB_DRIVE = Path('/content/drive')   # where Colab mounts Google Drive
+
+def notebook_platform()->str:
+    "Where this Python runs: 'colab', 'kaggle' or 'jupyter' (anywhere else)"
+    try: colab = 'google.colab' in sys.modules or importlib.util.find_spec('google.colab') is not None
+    except (ImportError, ValueError): colab = False
+    if colab: return 'colab'
+    if os.environ.get('KAGGLE_KERNEL_RUN_TYPE') or Path('/kaggle/input').is_dir(): return 'kaggle'
+    return 'jupyter'
+
+def _mount_drive(paths, mountpoint:Path=COLAB_DRIVE)->bool:
+    "Mount Google Drive at `mountpoint` when one of `paths` lies under it and it is not mounted yet; True if mounted now"
+    if not any(Path(p).is_relative_to(mountpoint) for p in paths): return False
+    if (mountpoint/'MyDrive').exists(): return False   # mounted earlier in this runtime
+    from google.colab import drive
+    drive.mount(str(mountpoint))
+    return True
+
+def notebook_setup(data,             # the dataset folder (Colab: under /content/drive/MyDrive; Kaggle: under /kaggle/input)
+                   runs=None,        # where run folders go (default: see above)
+                   work=None,        # a writable folder for what is derived from read-only data (default: runs/_work)
+                   mount:bool=True,  # on Colab, mount Google Drive when a path lies on it
+                  )->AttrDict:       # data, runs, work, platform, device, gpu
+    "Set up a walkthrough: mount Drive on Colab (once), set `STROKE_CT_DATA` and `STROKE_CT_RUNS` (every call), say which GPU there is"
+    plat, data = notebook_platform(), Path(data).expanduser()
+    if runs is None: runs = {'colab': data.parent/'stroke_ct_runs', 'kaggle': Path('/kaggle/working/stroke_ct_runs')}.get(plat, Path('runs'))
+    runs = Path(runs).expanduser()
+    work = Path(work).expanduser() if work is not None else runs/'_work'
+    if plat == 'colab' and mount: _mount_drive([data, runs, work])
+    os.environ['STROKE_CT_DATA'], os.environ['STROKE_CT_RUNS'] = str(data), str(runs)
+    if not data.is_dir():
+        hint = {'colab': 'paths on Drive start with /content/drive/MyDrive/ and are case-sensitive',
+                'kaggle': "add the dataset to the notebook (Add data); it appears under /kaggle/input/"}.get(plat, 'check the path')
+        raise BadInput(data, f'the data folder is not there: {hint}. Correct `data` and run this cell again')
+    runs.mkdir(parents=True, exist_ok=True)
     import torch
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU: training runs on the CPU (slow)'
-    res = dict(data=str(data_dir()), runs=str(runs_dir()), device=dev)
-    print(f"data: {res['data']}{'' if data_dir().exists() else ' (not found)'}\nruns: {res['runs']}\ndevice: {dev}")
-    return res
+    gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if gpu else 'CPU only (no GPU)'
+    print(f'platform: {plat}\ndata: {data}\nruns: {runs}\ndevice: {device}')
+    return AttrDict(data=data, runs=runs, work=work, platform=plat, device=device, gpu=gpu)
+
+def colab_setup(data:str|Path='/content/drive/MyDrive/TEKNOFEST2021', runs=None, mount:bool=True)->AttrDict:
+    "Deprecated: use `notebook_setup`"
+    warnings.warn('colab_setup is deprecated: use notebook_setup', DeprecationWarning, stacklevel=2)
+    return notebook_setup(data, runs, mount=mount)
 
 # %% ../nbs/00_core.ipynb #e1b92863
 def main_process()->bool:

@@ -198,7 +198,7 @@ def _models_table(M)->pd.DataFrame:
 def _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs)->Path:
     "Write OUT/report.md"
     counts = rows.subtype.value_counts().to_dict()
-    L = [f'# stroke_ct evaluation\n\n',
+    L = ['# stroke_ct evaluation\n\n',
          f"Models: `{M.layout.root}` ({len(M.classifiers)} classifiers{', a U-Net' if M.unet else ', no U-Net'}; vote "
          f"`{M.ensemble.chosen or M.ensemble.vote}`, threshold {M.ensemble.threshold:.3f}), as trained (fp32).\n\n",
          'Data: ' + '; '.join(f'`{d}` (mask palette {p})' for d, p in zip(data, palettes)) +

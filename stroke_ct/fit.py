@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch
 from torch import nn
 from fastai.vision.all import Callback, Learner, L, store_attr, num_distrib
-from .core import write_json, main_process
+from .core import write_json, main_process, BadInput
 from .modelio import save_torch
 
 # %% auto #0
@@ -86,12 +86,20 @@ class Checkpoints:
         if self.path is not None and main_process(): shutil.rmtree(self.path, ignore_errors=True)
 
     def load(self)->dict|None:
-        "The saved resume point (weights, optimiser, random state) when there is one for these settings; restores the history"
+        "The saved resume point (weights, optimiser, random state), or None when there is none; `BadInput` when it is damaged or was made with other settings"
         fn = None if self.path is None else self.path/'last.pth'
         if fn is None or not fn.is_file(): return None
-        ck = torch.load(fn, map_location='cpu', weights_only=True)
-        m = json.loads(ck['meta'])
-        if m['settings'] != self.settings or m['monitor'] != self.monitor: return None
+        again = 'start this model over with overwrite=True (stroke-ct train ... --overwrite)'
+        try:
+            ck = torch.load(fn, map_location='cpu', weights_only=True)
+            m = json.loads(ck['meta'])
+            m['done'], m['settings']
+        except Exception as e:
+            raise BadInput(fn, f'damaged checkpoint ({type(e).__name__}: {str(e)[:120]}); {again}') from None
+        if m['settings'] != self.settings or m['monitor'] != self.monitor:
+            diff = [f'{k}: {m["settings"].get(k)!r} -> {self.settings.get(k)!r}' for k in sorted(set(m['settings']) | set(self.settings))
+                    if m['settings'].get(k) != self.settings.get(k)] or [f'monitor: {m["monitor"]!r} -> {self.monitor!r}']
+            raise BadInput(fn, f'saved with other settings ({"; ".join(diff)}); {again}')
         self.done, self.history, self.best_epoch, self.best, self.seconds = m['done'], m['history'], m['best_epoch'], m['best'], m['seconds']
         return ck
 
@@ -152,7 +160,7 @@ class CheckpointCallback(Callback):
 def fit_phases(learn:Learner,          # the learner, as built (pretrained: frozen)
                phases:list,            # `Phase`s, trained in order
                ckpt:Checkpoints|None=None, # where the epochs go (default: in memory, monitoring valid_loss)
-               resume:bool=False,      # continue from the checkpoint in `ckpt`, if it has one for these settings
+               resume:bool=False,      # continue from the checkpoint in `ckpt` (False: delete it and start over)
                cbs=None,               # more callbacks for every fit
               )->Checkpoints:          # the history, the best epoch, the seconds spent
     "Train through `phases`, checkpointing each epoch; with `resume`, continue after the last saved epoch; the best epoch's weights end in the model"

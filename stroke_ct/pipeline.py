@@ -4,12 +4,12 @@
 
 # %% ../nbs/50_pipeline.ipynb #606ccccd
 from __future__ import annotations
-import time
+import time, contextlib
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
 import os
-from .core import write_text, main_process, get_device
+from .core import write_text, main_process, get_device, runs_dir, folder_lock
 from .report import to_markdown
 from .data.synth import make_synth, phantom_info
 from .run import Run, RunConfig, MODEL_STAGES
@@ -89,7 +89,7 @@ def report(self:Run)->Path:
 @patch
 def run(self:Run,
         stages=STAGES,      # the stages to run, in the pipeline's order (any subset of `STAGES`)
-        resume:bool=False,  # keep finished models, continue interrupted ones from their checkpoints
+        overwrite:bool=False, # retrain the stages' models from scratch (default: keep finished ones, continue interrupted ones)
         cbs=None,           # more fastai callbacks for every training
        )->dict:             # the run's summary
     "Run `stages` on this run folder and return its summary (also in RUN/summary.json)"
@@ -100,8 +100,8 @@ def run(self:Run,
     for st in [s for s in STAGES if s in stages]:
         if not main_process() and st not in ('classifiers', 'unet'): continue   # data-parallel: only training is shared
         t = time.time()
-        if st == 'classifiers': self.train_classifiers(resume=resume, cbs=cbs)
-        elif st == 'unet': self.train_unet(resume=resume, cbs=cbs)
+        if st == 'classifiers': self.train_classifiers(overwrite=overwrite, cbs=cbs)
+        elif st == 'unet': self.train_unet(overwrite=overwrite, cbs=cbs)
         else:
             with solo():   # the main process alone
                 if st == 'vote': self.vote()
@@ -123,48 +123,57 @@ def run(self:Run,
     return s
 
 # %% ../nbs/50_pipeline.ipynb #84eb7a52
+def _locked(out):
+    "An exclusive lock on the run folder `out` for the main process (`core.folder_lock`): two trainings never share a folder"
+    return folder_lock(out) if main_process() else contextlib.nullcontext()
+
 def demo(out,                       # run folder (the phantoms go to out/data)
          quick:bool=False,          # the quick preset (about 2 minutes on 2 cores; what the tests run)
          seed:int=0,                # seeds the phantoms, the split and the training
          config:RunConfig|None=None,# overrides the demo / quick preset
+         overwrite:bool=False,      # start over (default: continue a demo of the same configuration in `out`)
         )->dict:                    # the run's summary
-    "Synthetic end-to-end run: write a phantom set, then every stage from scratch at CPU-sized settings"
+    "Synthetic end-to-end run: write a phantom set, then every stage at CPU-sized settings"
     out = Path(out)
-    cfg = (config or RunConfig.preset('quick' if quick else 'demo')).set(seed=seed)
-    s = cfg.synth
-    t0 = time.time()
-    print(f"[{cfg.name}] writing {s.n_normal + s.n_ischemic + s.n_hemorrhagic} phantoms to {out/'data'}", flush=True)
-    make_synth(out/'data', n_normal=s.n_normal, n_ischemic=s.n_ischemic, n_hemorrhagic=s.n_hemorrhagic, seed=seed,
-               ischemia_contrast=tuple(s.ischemia_contrast))
-    run = Run(out, out/'data', cfg, overwrite=True)
-    run.record(seconds={'synth': round(time.time() - t0, 1)})
-    res = run.run()
-    return run.record(seconds={**res['seconds'], 'total': round(time.time() - t0, 1)})
+    with _locked(out):
+        cfg = (config or RunConfig.preset('quick' if quick else 'demo')).set(seed=seed)
+        s = cfg.synth
+        t0 = time.time()
+        run = Run(out, out/'data', cfg, overwrite=overwrite)   # a different configuration in `out` is refused before anything is written
+        want = dict(seed=seed, n_normal=s.n_normal, n_ischemic=s.n_ischemic, n_hemorrhagic=s.n_hemorrhagic, ischemia_contrast=[float(v) for v in s.ischemia_contrast])
+        info = phantom_info(out/'data') or {}
+        if overwrite or {k: info.get(k) for k in want} != want:
+            print(f"[{cfg.name}] writing {s.n_normal + s.n_ischemic + s.n_hemorrhagic} phantoms to {out/'data'}", flush=True)
+            make_synth(out/'data', n_normal=s.n_normal, n_ischemic=s.n_ischemic, n_hemorrhagic=s.n_hemorrhagic, seed=seed,
+                       ischemia_contrast=tuple(s.ischemia_contrast))
+            run.record(seconds={'synth': round(time.time() - t0, 1)})
+        res = run.run(overwrite=overwrite)
+        return run.record(seconds={**res['seconds'], 'total': round(time.time() - t0, 1)})
 
 def train(data_root=None,           # dataset folder (default: the one in the run's config.json)
           out=None,                 # run folder (default: `core.runs_dir()/<config name>`)
           config:RunConfig|None=None, # default: the run's own config.json, else the seed preset
           manifest=None,            # a manifest CSV (default: see `run.Run`)
           stages=STAGES,            # the stages to run
-          overwrite:bool=False,     # replace a different configuration saved in `out`
-          resume:bool=False,        # continue a run that stopped (see `Run.run`)
+          overwrite:bool=False,     # start the stages over (and replace a different configuration saved in `out`)
          )->dict:                   # the run's summary
     "The pipeline on a real data set: `stages` of a `Run` (by default all, with the seed's configuration)"
     if out is None: out = Path(runs_dir())/(config.name if config else 'seed')
-    has_cfg = (Path(out)/'config.json').exists()
-    run = Run(out, data_root, config if config is not None or has_cfg else RunConfig.preset('seed'), manifest=manifest, overwrite=overwrite)
-    run.log(f"run folder: {run.layout.root}{' (resuming)' if resume else ''}")
-    stages = [stages] if isinstance(stages, str) else list(stages)
-    n, launched = run.cfg.distributed, int(os.environ.get('WORLD_SIZE', 1)) > 1
-    if n > 1 and not launched and (train_st := [s for s in stages if s in ('classifiers', 'unet')]):
-        run.log(f"training data-parallel in {n} processes ({'CPU' if run.device.type == 'cpu' else 'one per GPU'})")
-        launch(_train_process, (str(run.layout.root), train_st, resume), n=n, cpu=run.device.type == 'cpu')
-        rest = [s for s in stages if s not in train_st]
-        return run.run(rest, resume=resume) if rest else run.summary()
-    return run.run(stages, resume=resume)
+    with _locked(out):
+        has_cfg = (Path(out)/'config.json').exists()
+        run = Run(out, data_root, config if config is not None or has_cfg else RunConfig.preset('seed'), manifest=manifest, overwrite=overwrite)
+        run.log(f"run folder: {run.layout.root}{' (continued: finished models are kept)' if has_cfg and not overwrite else ''}")
+        stages = [stages] if isinstance(stages, str) else list(stages)
+        n, launched = run.cfg.distributed, int(os.environ.get('WORLD_SIZE', 1)) > 1
+        if n > 1 and not launched and (train_st := [s for s in stages if s in ('classifiers', 'unet')]):
+            run.log(f"training data-parallel in {n} processes ({'CPU' if run.device.type == 'cpu' else 'one per GPU'})")
+            launch(_train_process, (str(run.layout.root), train_st, overwrite), n=n, cpu=run.device.type == 'cpu')
+            rest = [s for s in stages if s not in train_st]
+            return run.run(rest) if rest else run.summary()
+        return run.run(stages, overwrite=overwrite)
 
-def _train_process(out, stages, resume):
+def _train_process(out, stages, overwrite):
     "One process of a data-parallel `train`: the training stages of the run in `out` on this process's device"
     import torch
     if torch.cuda.is_available() and get_device(Run(out).cfg.device).type == 'cuda': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-    Run(out).run(stages, resume=resume)
+    Run(out).run(stages, overwrite=overwrite)

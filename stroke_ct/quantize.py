@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses, json, os, shutil, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 import numpy as np, pandas as pd, torch
 from torch import nn
 from fastcore.basics import patch
@@ -15,6 +16,7 @@ from .core import BadInput, file_hash, write_json, write_csv, cpu_has_bf16, get_
 from .modelio import ModelsLayout
 from .run import Run
 from .infer import ModelSpec, ModelSet, AS_TRAINED, CPU_BS, load_models, inference_model, model_input, slice_batches
+if TYPE_CHECKING: import openvino   # for annotations; the int8 extra is imported where it is used
 
 # %% auto #0
 __all__ = ['PRESETS8', 'MAX_PROB_CHANGE', 'MAX_PIXEL_CHANGE', 'INT8_FORMAT', 'cpu_has_vnni', 'int8_engine', 'plain_model',

@@ -313,7 +313,10 @@ class Run:
         "The manifest resolved against the data folder (png, dicom, mask, overlay paths), read once"
         if self._rows is None:
             m, src = self.manifest()
-            self._rows = resolve(m, self.cfg.data.root)
+            rows = resolve(m, self.cfg.data.root)
+            if len(rows) and not (rows.png.notna() | rows.dicom.notna()).any():
+                raise BadInput(src, f'none of its {len(rows)} images is in the data folder {self.cfg.data.root}: the manifest of another folder?')
+            self._rows = rows
             self.log(f'data: {self.cfg.data.root} ({len(m)} images; splits from {src})')
         return self._rows
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_segment.ipynb #c03f1fbc
 from __future__ import annotations
-import time, warnings
+import contextlib, time, warnings
 import numpy as np, torch, torch.nn.functional as F
 from fastai.vision.all import unet_learner, Learner, Module, CrossEntropyLossFlat, DiceMulti, set_seed, store_attr
 from fastcore.basics import patch
@@ -149,17 +149,20 @@ def unet_record(learn:Learner, # a trained `seg_learner`
 # %% ../nbs/23_segment.ipynb #5e600002
 @patch
 def train_unet(self:Run,
-               resume:bool=False, # keep a saved U-Net, continue an interrupted one from its checkpoint
+               overwrite:bool=False, # retrain from scratch: first remove the saved U-Net and its checkpoints
                cbs=None,          # more fastai callbacks for the fits
               )->dict:            # path (the model folder, or None when skipped), history
     "The U-Net stage: train the configured U-Net on seg_split train/valid and save it to models/unet/"
     cfg, u, L = self.cfg, self.cfg.unet, self.layout
-    if resume:
-        try: rec = read_record(L.models.unet)
-        except Exception: rec = None
-        if rec is not None:
-            self.log('U-Net: finished earlier, skipped')
-            return dict(path=L.models.unet, history=rec.train.get('history', []))
+    if overwrite and main_process():   # starting over: no old U-Net may survive an interruption of the retraining
+        for d in (L.models.unet, L.checkpoints('unet')): shutil.rmtree(d, ignore_errors=True)
+        self.log('U-Net: starting over (overwrite): removed the saved U-Net and its checkpoints')
+    try: rec = read_record(L.models.unet)
+    except Exception: rec = None
+    if rec is not None:
+        self.log('U-Net: finished earlier, skipped')
+        return dict(path=L.models.unet, history=rec.train.get('history', []))
+    if (L.checkpoints('unet')/'last.pth').is_file(): self.log(f"U-Net: continuing from its checkpoint ({L.checkpoints('unet')})")
     rows = self.rows
     has_mask = rows['mask'].notna() & rows.seg_split.isin(['train', 'valid'])
     if not has_mask.any():
@@ -173,11 +176,12 @@ def train_unet(self:Run,
              f'{len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices')
     learn = train_segmenter(dls, epochs=u.epochs, lr=u.lr, unfreeze_epochs=u.unfreeze_epochs if cfg.pretrained else 0, seed=cfg.seed,
                             arch=u.arch, pretrained=cfg.pretrained, loss=u.loss, class_weights=u.class_weights,
-                            precision=cfg.precision, ckpt=L.checkpoints('unet'), resume=resume, cbs=cbs, **u.options())
+                            precision=cfg.precision, ckpt=L.checkpoints('unet'), resume=not overwrite, cbs=cbs, **u.options())
     hist = learn.seg_meta['history']
     if not main_process(): return dict(path=None, history=hist)   # a data-parallel run: the main process writes
     path = save_model(learn.model, unet_record(learn), L.models.unet)
     shutil.rmtree(L.checkpoints('unet'), ignore_errors=True)   # the saved model holds the best epoch
+    with contextlib.suppress(OSError): L.checkpoints('unet').parent.rmdir()   # checkpoints/, once empty
     self.log_errors(dls.errors)
     best = hist[learn.best_epoch] if hist and learn.best_epoch is not None else {}
     self.record(unet=dict(arch=u.arch, seconds_per_epoch=learn.seg_meta['seconds_per_epoch'], best_epoch=learn.best_epoch,

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/03_data.dicom.ipynb #556d9b75
 from __future__ import annotations
-import errno, os, warnings, zlib
+import errno, os, warnings, zlib, importlib.util
 from io import BytesIO
 from pathlib import Path
 import numpy as np, torch, pydicom
@@ -77,7 +77,9 @@ def _check_pixels(ds:Dataset, fn):
     except Exception as e:
         msg = ' '.join(o.strip() for o in str(e).splitlines() if o.strip())[:300] or type(e).__name__
         if 'less than expected' in msg or 'shorter than' in msg: raise BadInput(fn, f'truncated pixel data: {msg}') from None
-        raise BadInput(fn, f'cannot decode pixel data ({getattr(ts, "name", ts) or "unknown transfer syntax"}): {msg}') from None
+        hint = ('; compressed DICOM needs the decoders: pip install "stroke_ct[jpeg]"'
+                if getattr(ts, 'is_compressed', False) and importlib.util.find_spec('pylibjpeg') is None else '')
+        raise BadInput(fn, f'cannot decode pixel data ({getattr(ts, "name", ts) or "unknown transfer syntax"}): {msg}{hint}') from None
     if not (a.ndim == 2 and nf == 1 or a.ndim == 3 and a.shape[0] == nf):
         raise BadInput(fn, f'unexpected pixel array shape {a.shape} for {nf} frame(s) of greyscale pixels')
     return a

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import contextlib, json, os, re, shutil, tempfile
 from pathlib import Path
-import gdown, requests
+try: import gdown, requests
+except ImportError: gdown = requests = None   # the optional `download` extra: pip install "stroke_ct[download]"
 from ..core import write_json, file_hash
 
 # %% auto #0
@@ -123,6 +124,7 @@ def fetch(id_or_url:str, # Google Drive file or folder id, or a share link
           timeout:float=60, # seconds to wait for Drive between bytes
          )->Path: # the file (or folder) on disk
     "Download a Google Drive file or folder with gdown, verify checksums, skip if already there"
+    if gdown is None: raise DownloadError('downloads from Google Drive need gdown: pip install "stroke_ct[download]"')
     fid, is_folder = drive_id(id_or_url)
     folder = folder or is_folder
     url = f'https://drive.google.com/drive/folders/{fid}' if folder else f'https://drive.google.com/uc?id={fid}'

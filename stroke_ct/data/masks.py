@@ -4,6 +4,7 @@
 
 # %% ../../nbs/04_data.masks.ipynb #6367b90e
 from __future__ import annotations
+import os
 from pathlib import Path
 import numpy as np
 from PIL import Image
@@ -15,7 +16,7 @@ from ..metrics import SEG_CLASSES
 # %% auto #0
 __all__ = ['PALETTES', 'OVERLAY_RED', 'OVERLAY_ALPHA', 'IMG_EXTS', 'get_palette', 'rgb_to_classes', 'classes_to_rgb', 'read_mask',
            'resize_mask', 'save_mask', 'make_overlay', 'mask_from_overlay', 'masks_from_overlays',
-           'masks_from_overlays_cli']
+           'masks_from_overlays_cli', 'mirror_tree', 'ensure_masks']
 
 # %% ../../nbs/04_data.masks.ipynb #649b4a74
 PALETTES = {
@@ -318,3 +319,46 @@ def masks_from_overlays_cli(root, palette='official', overwrite:bool=False, prog
     if len(warned): msg += f'; {len(warned)} with no lesion (all background)'
     if len(rows): msg += f' (see {fn})'
     return (1 if len(log) else 0), msg
+
+# %% ../../nbs/04_data.masks.ipynb #cee3be92
+def _missing_masks(root:Path)->list:
+    "The OVERLAY folders under `root` holding an overlay whose MASK file is missing"
+    out = []
+    for od in sorted(d for d in [root, *root.rglob('*')] if d.is_dir() and d.name.lower() == 'overlay'):
+        md = _child(od.parent, 'mask')
+        have = {o.stem.lower() for o in md.iterdir()} if md else set()
+        if any(o.suffix.lower() in IMG_EXTS and not o.name.startswith('.') and o.stem.lower() not in have for o in od.iterdir()):
+            out.append(od)
+    return out
+
+def mirror_tree(src, # a folder
+                dst, # where its mirror goes (made; what is there already is kept)
+               )->Path:
+    "A writable stand-in for folder `src` at `dst`: the same folders, with symbolic links to `src`'s files"
+    src, dst = Path(src).absolute(), Path(dst)
+    for dp, _, fns in os.walk(src):
+        out = dst/Path(dp).relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in fns:
+            if not (out/f).is_symlink() and not (out/f).exists(): (out/f).symlink_to(Path(dp)/f)
+    return dst
+
+def ensure_masks(root,                        # a data folder (any layout `masks_from_overlays` reads)
+                 work=None,                   # a writable folder for the mirror, when `root` is read-only
+                 palette:str|dict='official', # palette of the overlay boundaries
+                 in_place:bool|None=None,     # write MASK into `root` (None: when its folders are writable)
+                 progress:bool=True,          # show a progress bar
+                )->Path:                      # the data folder to train on: `root`, or its mirror under `work`
+    "Rebuild the masks missing beside OVERLAY folders: in `root`, or in a mirror of it under `work` when `root` is read-only"
+    root = Path(root)
+    todo = _missing_masks(root)
+    if not todo: return root
+    if in_place is None: in_place = all(os.access(od.parent, os.W_OK) for od in todo)
+    if not in_place:
+        if work is None: raise BadInput(root, 'read-only, and its masks must be rebuilt from the overlays: give work= (a writable folder)')
+        root = mirror_tree(root, Path(work)/root.name)
+    written, log, warned = masks_from_overlays(root, palette, progress=progress)
+    print(f'rebuilt {len(written)} masks from the overlays under {root}; {len(log)} failed'
+          + (f'; {len(warned)} with no lesion (all background)' if len(warned) else ''))
+    for r in log.rows[:10]: print(f"  {r['file']}: {r['reason']}")
+    return root

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08_data.synth.ipynb #917010d2
 from __future__ import annotations
-import json
+import json, shutil
 from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -216,8 +216,9 @@ def make_synth(out,                   # output root (created); existing files wi
                both_frac:float=.1,    # fraction of stroke slices that also get the other lesion kind
                n_seg_test:int|None=None, # stroke test images for segmentation (None: all stroke rows of split test)
                progress:bool=True,    # show a progress bar
+               masks:bool=True,       # write MASK folders (False: OVERLAY only, as the public release ships it)
               )->pd.DataFrame:        # the manifest (MANIFEST_COLS), also written to out/data_manifest.csv
-    "Write a synthetic CT set in the official layout, with MASK, OVERLAY and `data_manifest.csv`"
+    "Write a synthetic CT set in the official layout, with MASK (unless `masks=False`), OVERLAY and `data_manifest.csv`"
     out = Path(out)
     plan = _plan(n_normal, n_ischemic, n_hemorrhagic, seed, odd_size_frac, both_frac)
     heads = {p: random_head(np.random.default_rng([seed, 2, i])) for i, p in enumerate(plan.patient.unique())}
@@ -230,6 +231,8 @@ def make_synth(out,                   # output root (created); existing files wi
     df = plan.assign(folder=plan.subtype.map(OFFICIAL_FOLDERS), stroke=(plan.subtype != 'normal').astype(int))
     df['image_id'] = df.image_id.astype(str)
     df = make_splits(df, seed=seed, n_seg_test=len(df) if n_seg_test is None else n_seg_test, groups='patient')
+    if not masks:
+        for md in (out/'TRAINING').glob('*/MASK'): shutil.rmtree(md)
     write_manifest(df[MANIFEST_COLS], out/'data_manifest.csv')
     write_json(out/PHANTOM_MARK, dict(made_by='stroke_ct.data.synth.make_synth', stroke_ct=__version__, seed=seed,
                                       n_normal=n_normal, n_ischemic=n_ischemic, n_hemorrhagic=n_hemorrhagic,
