@@ -8,7 +8,7 @@ import contextlib, shutil, time
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import (vision_learner, Learner, CrossEntropyLossFlat, accuracy, Callback, Normalize, set_seed,
                                to_float, patch, AccumMetric)
-from .core import BadInput, ErrorLog, write_csv, resolve_precision, main_process
+from .core import BadInput, ErrorLog, read_csv_file, write_csv, resolve_precision, main_process
 from .metrics import binary_metrics
 from .report import write_table
 from .modelio import ModelRecord, HEAD_ARGS, get_arch, save_model, fetch_pretrained, read_record
@@ -161,9 +161,9 @@ def train_classifiers(self:Run,
     cfg, L = self.cfg, self.layout
     archs = list(archs or cfg.classifiers.archs)
     lw = class_weights(self.rows) if cfg.classifiers.weighted_loss else None
-    probs = pd.read_csv(L.probs, dtype={'image_id': str}) if L.probs.exists() else None
+    probs = read_csv_file(L.probs, dtype={'image_id': str}) if L.probs.exists() else None
     t1f = L.metrics/'table1_training.csv'
-    t1 = pd.read_csv(t1f) if t1f.exists() else pd.DataFrame()
+    t1 = read_csv_file(t1f) if t1f.exists() else pd.DataFrame()
     cache, errors = {}, ErrorLog()
     tr = self.rows[(self.rows.split == 'train') & (self.rows.png.notna() | self.rows.dicom.notna())]
     if missing := [n for k, n in ((0, 'normal'), (1, 'stroke')) if not (tr.stroke.astype(int) == k).any()]:

@@ -226,15 +226,16 @@ def _predict_args(sub):
     s.add_argument('inputs', nargs='+', help='PNG/DICOM files and/or folders (searched recursively)')
     s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
     s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json')
-    s.add_argument('--precision', default='auto', choices=['auto', 'int8', 'fp32', 'bf16', 'fp16'],
+    s.add_argument('--precision', default=None, choices=['auto', 'int8', 'fp32', 'bf16', 'fp16'],
                    help='auto: the int8 copies (stroke-ct quantize) on CPUs with VNNI, else bf16 on CPUs that have it, '
                         'fp16 on CUDA, else fp32 (default auto)')
-    s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
+    s.add_argument('--bs', type=_positive, default=None, help="slices per batch (default: the run's config.json predict.bs, else 16)")
     s.add_argument('--threads', type=_positive, default=None, help='compute threads (default: the free cores)')
     s.add_argument('--workers', type=_count, default=None, help='decoding processes (default: chosen from the free cores)')
     s.add_argument('--vote', default=None, choices=['hard', 'soft', 'weighted'], help="override the run's vote (ensemble.json)")
     s.add_argument('--threshold', type=_prob, default=None, help="override the run's stroke threshold")
-    s.add_argument('--segment-all', action='store_true', help='segment every slice, not only those classified stroke')
+    s.add_argument('--segment-all', action='store_const', const=True, default=None,
+                   help="segment every slice, not only those classified stroke (default: the run's config.json predict.segment_all, else off)")
     s.add_argument('--fallback', type=int, choices=[0, 1], default=None,
                    help='stage1.txt answer for slices that cannot be read (default: leave them out)')
     s.set_defaults(fn=_predict)
@@ -243,7 +244,7 @@ def _predict_args(sub):
 def _evaluate(a):
     from stroke_ct.evaluate import evaluate_cli
     pal = a.palette[0] if len(a.palette) == 1 else a.palette
-    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs)
+    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs, allow_partial=a.allow_partial)
     print(msg)
     return code
 
@@ -258,6 +259,8 @@ def _evaluate_args(sub):
     s.add_argument('--split', default=None, choices=['train', 'valid', 'test'], help="only this split of each folder's manifest (default: all)")
     s.add_argument('--n-boot', type=_count, default=1000, help='bootstrap resamples for the 95%% intervals (default 1000)')
     s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
+    s.add_argument('--allow-partial', action='store_true',
+                   help="score an unfinished run's models (some missing or changed: says which)")
     s.set_defaults(fn=_evaluate)
 
 # %% ../nbs/90_cli.ipynb #d6f44984
@@ -303,7 +306,8 @@ def _check_out(a):
 # %% ../nbs/90_cli.ipynb #f5725b92
 def _quantize(a):
     from stroke_ct.quantize import quantize_run
-    df = quantize_run(a.run, n=a.n, names=a.models, max_prob_change=a.max_prob_change, max_pixel_change=a.max_pixel_change)
+    df = quantize_run(a.run, n=a.n, names=a.models, max_prob_change=a.max_prob_change, max_pixel_change=a.max_pixel_change,
+                      allow_partial=a.allow_partial)
     ok = df[df.accepted].model.tolist()
     print(f"int8 copies of {len(ok)} of {len(df)} models ({', '.join(ok) or 'none'}) in {Path(a.run)/'models'/'int8'}; "
           f"table: {Path(a.run)/'metrics'/'int8.csv'}")
@@ -319,6 +323,7 @@ def _quantize_args(sub):
                    help="use a classifier's int8 copy only if no validation P(stroke) moves more (default 0.05)")
     s.add_argument('--max-pixel-change', type=_prob, default=0.005,
                    help="use the U-Net's int8 copy only if no larger share of validation pixels changes class (default 0.005)")
+    s.add_argument('--allow-partial', action='store_true', help="quantize an unfinished run's models (default: refused, saying what is missing)")
     s.set_defaults(fn=_quantize)
 
 # %% ../nbs/90_cli.ipynb #043985dd

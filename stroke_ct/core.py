@@ -14,8 +14,9 @@ from fastcore.basics import AttrDict
 # %% auto #0
 __all__ = ['PRECISIONS', 'COLAB_DRIVE', 'scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png',
            'file_hash', 'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'escape_text',
-           'ErrorLog', 'check_out', 'folder_lock', 'shared_data', 'data_dir', 'runs_dir', 'notebook_platform',
-           'notebook_setup', 'colab_setup', 'main_process']
+           'ErrorLog', 'read_csv_file', 'read_json_file', 'check_out', 'folder_lock', 'check_owned', 'claim_out',
+           'publish_outputs', 'shared_data', 'data_dir', 'runs_dir', 'notebook_platform', 'notebook_setup',
+           'colab_setup', 'main_process']
 
 # %% ../nbs/00_core.ipynb #a3b48df3
 _scratch = []            # (pid, folder) for every scratch_dir made
@@ -172,6 +173,20 @@ class ErrorLog:
         "Write the log (header only when empty) to `fn` atomically"
         return write_csv(fn, self.df())
 
+# %% ../nbs/00_core.ipynb #3dd0ce07
+def read_csv_file(fn, **kwargs)->pd.DataFrame:
+    "`pd.read_csv(fn)`, with one `BadInput` naming the file when it is empty or damaged"
+    try: return pd.read_csv(fn, **kwargs)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        why = (str(e).strip().splitlines() or [''])[0][:120]
+        raise BadInput(fn, f'empty or damaged table ({type(e).__name__}: {why}): run the stage that writes it again') from None
+
+def read_json_file(fn):
+    "The JSON in `fn`, with one `BadInput` naming the file when it is empty or damaged"
+    try: return json.loads(Path(fn).read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(fn, f'empty or damaged JSON ({type(e).__name__}: {str(e)[:120]}): run the stage that writes it again') from None
+
 # %% ../nbs/00_core.ipynb #0c7a0001
 def check_out(path:str|Path, # the output folder (it need not exist yet)
               need:int=0,    # bytes the command expects to write
@@ -212,6 +227,41 @@ def _lock_fd(fd):
     except ImportError:   # Windows
         import msvcrt; msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
     else: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+# %% ../nbs/00_core.ipynb #2b24d5d8
+def check_owned(out:Path,         # the output folder
+                outputs:tuple,    # the names the application writes there, its marker file last
+                inputs=(),        # input files or folders (the output folder may not be one of them)
+                tool:str='this command', # the application's name, for the message
+               ):
+    "Refuse an output folder that is an input folder, or that holds `outputs` the application did not write (no marker)"
+    out, ins = Path(out), [Path(o) for o in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    if any(p.is_dir() and os.path.realpath(p) == os.path.realpath(out) for p in ins):
+        raise BadInput(out, 'the output folder is also an input folder: choose another one for --out')
+    theirs = [n for n in outputs if (out/n).exists()]
+    if theirs and not (out/outputs[-1]).exists():
+        raise BadInput(out, f"holds {', '.join(theirs)} that {tool} did not write (no {outputs[-1]}): choose another output folder")
+
+@contextlib.contextmanager
+def claim_out(out:Path):
+    "Lock `out` (`folder_lock`) and yield an empty staging folder inside it, removed when the block ends, whatever happens"
+    with folder_lock(out):
+        stage = Path(out)/'.partial'
+        shutil.rmtree(stage, ignore_errors=True); stage.mkdir()
+        try: yield stage
+        finally: shutil.rmtree(stage, ignore_errors=True)
+
+def publish_outputs(stage:Path, out:Path, outputs:tuple)->str|None:
+    "Move `outputs` from `stage` into `out`, an earlier run's to `out/previous` first; that folder, or None when there was none"
+    stage, out = Path(stage), Path(out)
+    old = [n for n in outputs if (out/n).exists()]
+    if old:
+        prev = out/'previous'
+        shutil.rmtree(prev, ignore_errors=True); prev.mkdir()
+        for n in old: os.replace(out/n, prev/n)
+    for n in outputs:
+        if (stage/n).exists(): os.replace(stage/n, out/n)
+    return str(out/'previous') if old else None
 
 # %% ../nbs/00_core.ipynb #523f9612
 def shared_data(sub:str='', # a path inside the shared data folder

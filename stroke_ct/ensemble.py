@@ -8,7 +8,7 @@ import math, warnings
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
-from .core import write_csv
+from .core import write_csv, read_csv_file
 from .metrics import binary_metrics, binary_table
 from .report import write_table, save_fig, plot_confusion
 from .modelio import EnsembleRecord, write_ensemble
@@ -124,7 +124,7 @@ def vote(self:Run)->dict: # table2, ensemble (the EnsembleRecord written), test_
     "The vote stage: choose the vote on validation, score every model and vote on test (Table 2), write ensemble.json and the figures"
     L, ev = self.layout, self.cfg.eval
     if not L.probs.exists(): raise FileNotFoundError(f'{L.probs}: no classifier probabilities; run the classifier stage first')
-    probs = pd.read_csv(L.probs, dtype={'image_id': str})
+    probs = read_csv_file(L.probs, dtype={'image_id': str})
     archs = [a for a in self.cfg.classifiers.archs if a in probs.columns]
     if missing := [a for a in self.cfg.classifiers.archs if a not in probs.columns]: self.log(f'WARNING: no probabilities of {missing}: voting without them')
     table2, preds, conf = vote_table(probs, archs, ev.target_sensitivity, n_boot=ev.n_boot, seed=self.cfg.seed)

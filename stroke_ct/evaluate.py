@@ -9,21 +9,21 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from matplotlib.figure import Figure
 from fastprogress.fastprogress import progress_bar
-from .core import BadInput, ErrorLog, write_csv, write_json, write_text, get_device
+from .core import BadInput, ErrorLog, write_csv, write_json, write_text, get_device, check_owned, claim_out, publish_outputs
 from .metrics import binary_table, binary_metrics, METRICS
 from .report import write_table, save_fig, plot_confusion, to_markdown, run_metadata
 from .data.layout import resolve, read_manifest, SPLITS
 from .data.splits import build_manifest
-from .data.masks import read_mask
+from .data.masks import read_mask, check_palette
 from .data.synth import phantom_info
-from .modelio import RunLayout
+from .modelio import RunLayout, require_complete
 from .run import RunConfig
 from .infer import AS_TRAINED, ModelSet, load_models, slice_batches, classify_batch, combine_votes, predict_masks
 from .scoring import evaluate_masks, apply_gate
 
 # %% auto #0
-__all__ = ['VOTE_ROWS', 'labelled_rows', 'classify_rows', 'vote_variants', 'classification_table', 'roc_points', 'reliability',
-           'plot_roc', 'plot_reliability', 'evaluate', 'evaluate_cli']
+__all__ = ['VOTE_ROWS', 'OUTPUTS', 'labelled_rows', 'classify_rows', 'vote_variants', 'classification_table', 'roc_points',
+           'reliability', 'plot_roc', 'plot_reliability', 'evaluate', 'evaluate_cli']
 
 # %% ../nbs/53_evaluate.ipynb #e7a10009
 def _folder_rows(root:Path, palette, split, notes:list)->pd.DataFrame:
@@ -223,6 +223,8 @@ def _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phant
     else: L.append('\n## Segmentation\n\nNo slice of this data has a mask.\n')
     return write_text(Path(out)/'report.md', ''.join(L))
 
+OUTPUTS = ('metrics', 'figures', 'predictions.csv', 'errors.csv', 'report.md', 'evaluate.json')   # what evaluate writes, evaluate.json last
+
 def evaluate(models,               # a run's models folder (RUN/models), or a loaded `infer.ModelSet`
              data,                 # a labelled folder, or a list of them
              out,                  # output folder (see above)
@@ -232,14 +234,23 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
              bs:int=16,            # slices per batch
              seed:int=0,           # bootstrap seed
              device=None,          # where the models run (default `core.get_device()`)
+             allow_partial:bool=False, # score an unfinished models folder (`modelio.require_complete`), saying what is missing
              progress:bool=True,
             )->dict:               # summary: counts, the chosen vote's metrics, paths
     "Score a run's models on labelled folders: Table 2 per model and vote, figures, segmentation where masks exist, report.md"
-    t0, out, notes = time.time(), Path(out), []
-    M = models if isinstance(models, ModelSet) else load_models(models)
+    t0, final, notes = time.time(), Path(out), []
     data = [data] if isinstance(data, (str, Path)) else list(data)
+    check_owned(final, OUTPUTS, data, 'evaluate')   # before any work: never over a run folder or another command's files
+    missing = require_complete(models.layout.root if isinstance(models, ModelSet) else models, allow_partial, 'evaluate')
+    M = models if isinstance(models, ModelSet) else load_models(models)
     palettes = [palette]*len(data) if isinstance(palette, (str, dict)) else list(palette)
     rows = labelled_rows(data, palettes, split, notes)
+    for d_, g in rows[rows['mask'].notna()].groupby('data', sort=False):   # masks read with the wrong palette fail quietly: refuse first
+        check_palette(g['mask'].tolist(), g.subtype.tolist(), g.palette.iloc[0], d_)
+    with claim_out(final) as out:   # written whole into a staging folder, then published (an earlier evaluation to previous/)
+        return _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0)
+
+def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0)->dict:
     col = 'png' if all(m.rec.input == 'png' for m in M.classifiers) else 'dicom'
     rows['file'] = [r[col] if isinstance(r[col], str) else r['dicom' if col == 'png' else 'png'] for _, r in rows.iterrows()]
     log = ErrorLog()
@@ -281,12 +292,14 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
                 f1=float(ch.f1), sensitivity=float(ch.sensitivity), specificity=float(ch.specificity),
                 lesion_dice=None if not seg else float(seg['unet']['summary'].set_index('metric').loc['mean_dice', 'value']),
                 competition_iou=None if not seg else float(seg['unet']['summary'].set_index('metric').loc['competition_iou', 'value']),
-                phantom_models=phantom, notes=notes, seconds=round(time.time() - t0, 1), paths={k: str(v) for k, v in paths.items()})
+                phantom_models=phantom, notes=notes, missing_models=missing, seconds=round(time.time() - t0, 1),
+                paths={k: str(final/Path(v).relative_to(out)) for k, v in paths.items()})
     write_json(out/'evaluate.json', dict(summary=summ, meta=meta))
+    summ['moved_aside'] = publish_outputs(out, final, OUTPUTS)
     return summ
 
 def evaluate_cli(models, data, out, **kwargs)->tuple: # (exit code, summary line)
-    "Run `evaluate` for the CLI: exit code 0 when every labelled slice was scored, 1 when some could not be read"
+    "Run `evaluate` for the CLI: exit code 0 when every labelled slice was scored by a finished run's models, 1 when some could not be read or models were missing"
     s = evaluate(models, data, out, **kwargs)
     f = lambda v: '-' if v is None or v != v else f'{v:.3f}'
     msg = (f"scored {s['n_scored']} slice(s) ({', '.join(f'{k} {v}' for k, v in s['labels'].items())}): {s['chosen']} F1 {f(s['f1'])}, "
@@ -294,4 +307,5 @@ def evaluate_cli(models, data, out, **kwargs)->tuple: # (exit code, summary line
            + (f", lesion Dice {f(s['lesion_dice'])}, competition IoU {f(s['competition_iou'])}" if s['lesion_dice'] is not None else '')
            + f"; report: {Path(out)/'report.md'}")
     if s['n_unreadable']: msg += f"; {s['n_unreadable']} unreadable, see {Path(out)/'errors.csv'}"
-    return (1 if s['n_unreadable'] else 0), msg
+    if s['missing_models']: msg += f"; an unfinished run's models: {'; '.join(s['missing_models'])}"
+    return (1 if s['n_unreadable'] or s['missing_models'] else 0), msg

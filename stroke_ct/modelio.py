@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_modelio.ipynb #a0de1002
 from __future__ import annotations
-import json, math, pickle, re, dataclasses, errno, time, contextlib, tempfile, shutil
+import json, math, pickle, re, dataclasses, errno, time, contextlib, tempfile, shutil, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch, torchvision
@@ -20,7 +20,7 @@ __all__ = ['CLASSIFIER_ARCHS', 'UNET_ARCHS', 'ARCHS', 'HEAD_ARGS', 'UNET_OPTIONS
            'COMPLETE_FORMAT', 'get_arch', 'ModelRecord', 'read_record', 'write_record', 'build_model', 'save_model',
            'save_torch', 'read_weights', 'fit_weights', 'load_model', 'EnsembleRecord', 'read_ensemble',
            'write_ensemble', 'WeightsUnavailable', 'fetch_pretrained', 'stand_in_weights', 'stand_in_imagenet',
-           'ModelsLayout', 'RunLayout', 'mark_complete', 'check_complete']
+           'ModelsLayout', 'RunLayout', 'mark_complete', 'check_complete', 'require_complete']
 
 # %% ../nbs/10_modelio.ipynb #a0de1005
 model_meta[torchvision.models.mobilenet_v2] = {'cut': -1, 'split': default_split, 'stats': imagenet_stats, 'weights': 'DEFAULT'}
@@ -432,3 +432,15 @@ def check_complete(models_dir, # a models folder
     if not L.ensemble.exists(): p.append('ensemble.json missing')
     elif c.get('ensemble') and file_hash(L.ensemble) != c['ensemble']: p.append('ensemble.json changed since the run finished')
     return p
+
+def require_complete(models_dir,             # a models folder
+                     allow_partial:bool=False, # go on with an unfinished folder, with a warning
+                     tool:str='predict',       # the command asking, for the message
+                    )->list:                   # what `check_complete` found missing or changed
+    "Refuse a models folder that is not a finished run's, unchanged (`check_complete`), unless `allow_partial`; the same check for every application"
+    missing = check_complete(models_dir) if Path(models_dir).is_dir() else []   # no folder at all: `load_models` says so
+    if missing and not allow_partial:
+        raise BadInput(models_dir, f"not a finished run's models ({'; '.join(missing)}): finish the training, or {tool} "
+                                   f"with the models there with allow_partial=True (stroke-ct {tool} --allow-partial)")
+    if missing: warnings.warn(f"{models_dir}: {tool} with an unfinished models folder: {'; '.join(missing)}")
+    return missing

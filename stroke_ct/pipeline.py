@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch
 import os
-from .core import write_text, main_process, get_device, runs_dir, folder_lock
+from .core import write_text, main_process, get_device, runs_dir, folder_lock, read_csv_file
 from .report import to_markdown
 from .data.synth import make_synth, phantom_info
 from .run import Run, RunConfig, MODEL_STAGES
+from .modelio import check_complete
 from .fit import launch, solo
 from . import classify, ensemble, segment, scoring  # the stages they add to `Run`
 
@@ -27,18 +28,24 @@ PHANTOM_NOTE = ('These numbers come from synthetic phantoms (`stroke_ct.data.syn
 
 def _cols(df, cols): return df[[c for c in cols if c in df.columns]]
 
-def _read(fn): return pd.read_csv(fn) if Path(fn).exists() else None
+def _read(fn): return read_csv_file(fn) if Path(fn).exists() else None
 
 @patch
 def report_blocks(self:Run)->list:
     "The report's content as blocks, read from the run folder: ('h1'|'h2'|'p'|'quote', text), ('table', DataFrame), ('figure', path, caption)"
     L, cfg, s = self.layout, self.cfg, self.summary()
-    rows, fig = self.rows, lambda name, cap: ('figure', L.figure(name).relative_to(L.root).as_posix(), cap)
+    fig = lambda name, cap: ('figure', L.figure(name).relative_to(L.root).as_posix(), cap)
+    have_data = Path(cfg.data.root).is_dir()   # a report is made from the run's own tables: the data folder may be gone (an unmounted Drive)
+    rows = self.rows if have_data else _read(L.probs)
+    counts = '' if rows is None else f"; slices {', '.join(f'{k} {int((rows.split == k).sum())}' for k in ('train', 'valid', 'test'))}"
     out = [('h1', f'stroke_ct run: {cfg.name}'),
-           ('p', f"Data: `{cfg.data.root}`; slices {', '.join(f'{k} {int((rows.split == k).sum())}' for k in ('train', 'valid', 'test'))}. "
+           ('p', f"Data: `{cfg.data.root}`{counts}{'' if have_data else ' (the folder is not there now: this report is made from the run folder alone)'}. "
                  f"Configuration: [config.json](config.json). Metrics with 95% bootstrap intervals are in [metrics/](metrics/), "
                  f"models in [models/](models/).")]
-    n_err = len(pd.read_csv(L.errors)) if L.errors.exists() else 0
+    if miss := self.missing_models() or check_complete(L.models.root):
+        out.append(('quote', f"**Unfinished run.** Its models are not complete ({'; '.join(miss)}), so `predict` refuses them and the "
+                             f"tables below may be missing or out of date: run the training again on this folder to continue it."))
+    n_err = len(read_csv_file(L.errors)) if L.errors.exists() else 0
     out.append(('p', f'Slices that could not be read are left out of every score: {n_err}' + (' (listed in [errors.csv](errors.csv)).' if n_err else '.')))
     ph = phantom_info(cfg.data.root)   # the data folder's own mark, not the config: a demo preset may train on real data
     if ph is not None:
@@ -97,17 +104,20 @@ def run(self:Run,
     if bad := [s for s in stages if s not in STAGES]: raise ValueError(f'unknown stages {bad}; the stages are {list(STAGES)}')
     t0, times = time.time(), {}
     if set(stages) & set(MODEL_STAGES): self.layout.complete.unlink(missing_ok=True)  # not complete while models change
-    for st in [s for s in STAGES if s in stages]:
-        if not main_process() and st not in ('classifiers', 'unet'): continue   # data-parallel: only training is shared
-        t = time.time()
-        if st == 'classifiers': self.train_classifiers(overwrite=overwrite, cbs=cbs)
-        elif st == 'unet': self.train_unet(overwrite=overwrite, cbs=cbs)
-        else:
-            with solo():   # the main process alone
-                if st == 'vote': self.vote()
-                elif st == 'evaluate': self.evaluate()
-                else: self.report()
-        times[st] = round(time.time() - t, 1)
+    try:
+        for st in [s for s in STAGES if s in stages]:
+            if not main_process() and st not in ('classifiers', 'unet'): continue   # data-parallel: only training is shared
+            t = time.time()
+            if st == 'classifiers': self.train_classifiers(overwrite=overwrite, cbs=cbs)
+            elif st == 'unet': self.train_unet(overwrite=overwrite, cbs=cbs)
+            else:
+                with solo():   # the main process alone
+                    if st == 'vote': self.vote()
+                    elif st == 'evaluate': self.evaluate()
+                    else: self.report()
+            times[st] = round(time.time() - t, 1)
+    finally:   # a stage that failed leaves the models as they were: complete again if nothing changed
+        if main_process(): self.update_complete()
     if miss := self.update_complete():
         self.log(f"models not complete ({'; '.join(miss)}): predict refuses {self.layout.models.root} until those stages have run")
     s = self.summary()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/51_predict.ipynb #9cd3e3a0
 from __future__ import annotations
-import contextlib, functools, io, os, shutil, time, warnings
+import functools, io, os, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,27 +12,49 @@ import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .core import (BadInput, ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, resolve_precision,
-                            torch_threads, escape_text, check_out, folder_lock)
+                            torch_threads, escape_text, check_out, check_owned, claim_out, publish_outputs)
 from .data.dicom import find_slices, DICOM_SUFFIXES, JPEG_SUFFIXES
+from .data.layout import scan_layout
 from .data.masks import save_mask, resize_mask
-from .modelio import VOTES, RunLayout, check_complete
+from .modelio import VOTES, RunLayout, require_complete
+from .run import RunConfig, PredictConfig
 from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch, combine_votes
 from .quantize import choose_precision
 
 # %% auto #0
-__all__ = ['SLICE_SUFFIXES', 'STAGE1_HEADER', 'OUTPUTS', 'MASK_BYTES', 'find_inputs', 'image_ids', 'stage1_text', 'predict',
-           'predict_cli']
+__all__ = ['SLICE_SUFFIXES', 'STAGE1_HEADER', 'OUTPUTS', 'MASK_BYTES', 'find_inputs', 'image_ids', 'stage1_text',
+           'predict_defaults', 'predict', 'predict_cli']
 
 # %% ../nbs/51_predict.ipynb #d59725ea
+def _layout_extras(folder:Path, prefer:str='png')->dict:
+    "realpath -> reason, for the files of a data layout in `folder` that are not the slice to predict: masks, overlays, the other format of a slice"
+    try: ix = scan_layout(folder)
+    except Exception: return {}   # not a layout the data layer knows: every slice file counts
+    out = {}
+    for r in ix[ix.subtype.notna()].itertuples():   # labelled images only: a folder of unlabelled slices keeps every file
+        for k in ('mask', 'overlay'):
+            if isinstance(v := getattr(r, k), str): out[os.path.realpath(v)] = f'the {k.upper()} of image {r.image_id} (a labelled data layout), not a slice'
+        if isinstance(r.png, str) and isinstance(r.dicom, str):
+            drop, keep = (r.dicom, r.png) if prefer == 'png' else (r.png, r.dicom)
+            out[os.path.realpath(drop)] = f'the same image as {keep}, which is predicted (one answer per image)'
+    return out
+
 def find_inputs(inputs,                 # a file or folder, or a list of them (folders searched recursively)
                 log:ErrorLog|None=None, # missing inputs are recorded here
                 exclude=None,           # a folder to leave out (the output folder, if it lies inside an input)
                 skipped:ErrorLog|None=None, # files of the input folders that are not slices, with the reason
+                prefer:str='png',       # in a data layout with both, the PNG or the DICOM of each image
                )->list:                 # slice files, in input order (folders sorted), each once
-    "PNG, JPEG and DICOM slices in `inputs`, each file once (`data.dicom.find_slices`)"
+    "PNG, JPEG and DICOM slices in `inputs`, each file once (`data.dicom.find_slices`); in a labelled data layout, one file per image"
+    ins = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    extras = {k: v for p in ins if Path(p).is_dir() for k, v in _layout_extras(Path(p), prefer).items()}
     found, seen = [], set()
-    for f, _ in find_slices(inputs, log, exclude=exclude, skipped=skipped):
-        if (k := os.path.realpath(f)) not in seen: seen.add(k); found.append(f)
+    for f, _ in find_slices(ins, log, exclude=exclude, skipped=skipped):
+        k = os.path.realpath(f)
+        if k in extras:
+            if skipped is not None: skipped.add(f, extras[k])
+            continue
+        if k not in seen: seen.add(k); found.append(f)
     return found
 
 # %% ../nbs/51_predict.ipynb #1d5a0001
@@ -113,60 +135,28 @@ def _write_outputs(out, rows, names, log, skipped, meta, fallback=()):
     return df
 
 # %% ../nbs/51_predict.ipynb #0f1d0001
-def _check_owned(out:Path, inputs):
-    "Refuse an output folder whose outputs predict did not write, or that is an input folder"
-    ins = [Path(o) for o in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
-    if any(p.is_dir() and os.path.realpath(p) == os.path.realpath(out) for p in ins):
-        raise BadInput(out, 'the output folder is also an input folder: choose another one for --out')
-    theirs = [n for n in OUTPUTS if (out/n).exists()]
-    if theirs and not (out/'predict.json').exists():
-        raise BadInput(out, f"holds {', '.join(theirs)} that predict did not write (no predict.json): choose another output folder")
-
 def _exclude(out:Path, inputs)->Path|None:
     "The folder a scan of `inputs` leaves out: `out`, unless an input lies inside it (then its outputs are not below that input)"
     ins = [Path(o) for o in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     return None if any(os.path.realpath(p).startswith(os.path.realpath(out) + os.sep) for p in ins) else out
 
-def _check_models(models_dir, allow_partial:bool)->list:
-    "What `models_dir` lacks to be a finished run's (`check_complete`); refused unless `allow_partial`, then a warning"
-    missing = check_complete(models_dir) if Path(models_dir).is_dir() else []   # no folder at all: `load_models` says so
-    if missing and not allow_partial:
-        raise BadInput(models_dir, f"not a finished run's models ({'; '.join(missing)}): finish the training, or predict "
-                                   "with the models there with allow_partial=True (stroke-ct predict --allow-partial)")
-    if missing: warnings.warn(f"{models_dir}: predicting with an unfinished models folder: {'; '.join(missing)}")
-    return missing
-
-@contextlib.contextmanager
-def _claim(out:Path):
-    "Lock `out` and yield an empty staging folder inside it; the staging folder is removed if the block fails"
-    with folder_lock(out):
-        stage = out/'.partial'
-        shutil.rmtree(stage, ignore_errors=True); stage.mkdir()
-        try: yield stage
-        finally: shutil.rmtree(stage, ignore_errors=True)
-
-def _publish(stage:Path, out:Path)->str|None:
-    "Move the finished outputs from `stage` into `out`, an earlier run's outputs to `out/previous` first (returned)"
-    old = [n for n in OUTPUTS if (out/n).exists()]
-    if old:
-        prev = out/'previous'
-        shutil.rmtree(prev, ignore_errors=True); prev.mkdir()
-        for n in old: os.replace(out/n, prev/n)
-    for n in OUTPUTS:
-        if (stage/n).exists(): os.replace(stage/n, out/n)
-    return str(out/'previous') if old else None
+# %% ../nbs/51_predict.ipynb #1a736a01
+def predict_defaults(models_dir)->PredictConfig:
+    "The predict section of the run's configuration (RUN/config.json beside RUN/models), else the built-in defaults"
+    f = Path(models_dir).parent/'config.json'
+    return RunConfig.load(f).predict if f.is_file() else PredictConfig()
 
 # %% ../nbs/51_predict.ipynb #6ec51d57
 def predict(models_dir,              # a finished run's models folder: classifiers/<name>/, unet/, ensemble.json, complete.json
             inputs,                  # PNG/DICOM files and/or folders (recursive)
             out,                     # output folder: stage1.csv, stage1.txt, masks/, errors.csv, skipped.csv, predict.json
-            bs:int=16,               # slices per batch
-            segment_all:bool=False,  # run the U-Net on every slice, not only those classified stroke
+            bs:int|None=None,        # slices per batch (None: the run's `predict_defaults`, 16 unless its config.json says)
+            segment_all:bool|None=None, # run the U-Net on every slice, not only those classified stroke (None: the run's default)
             threshold:float|None=None, # stroke threshold (default: ensemble.json, else 0.5)
             vote:str|None=None,      # 'hard', 'soft' or 'weighted' (default: ensemble.json, else 'hard')
             num_workers:int|None=None, # decoding processes (None: see `cpu_plan`; 0: decode in the loop)
             num_threads:int|None=None, # torch threads while predicting (None: see `cpu_plan`)
-            precision:str='auto',    # 'auto' (int8 copies on CPUs with VNNI, else bf16 where the CPU has it, fp16 on CUDA), 'int8', 'fp32', 'bf16', 'fp16'
+            precision:str|None=None, # None: the run's default ('auto' unless its config.json says); 'auto' (int8 copies on CPUs with VNNI, else bf16 where the CPU has it, fp16 on CUDA), 'int8', 'fp32', 'bf16', 'fp16'
             channels_last:bool|None=None, # NHWC memory (None: on, except on CPUs without AVX2)
             fold_bn:bool=True,       # fold BatchNorm into the convolutions (exact up to rounding; False: the models as saved)
             device=None,             # default: CUDA if available, else CPU
@@ -177,8 +167,11 @@ def predict(models_dir,              # a finished run's models folder: classifie
            )->dict:                  # summary: counts, n_failed, n_skipped, seconds, images_per_s, precision, missing_models, ...
     "Classify (ensemble) and segment unseen slices; write stage1.csv/.txt, masks/<id>.png, errors.csv, skipped.csv"
     t0, out, log, skipped = time.time(), Path(out), ErrorLog(), ErrorLog()
-    check_out(out); _check_owned(out, inputs)   # before any work
-    missing = _check_models(models_dir, allow_partial)
+    check_out(out); check_owned(out, OUTPUTS, inputs, 'predict')   # before any work
+    missing = require_complete(models_dir, allow_partial, 'predict')
+    pc = predict_defaults(models_dir)
+    bs, precision = pc.bs if bs is None else bs, pc.precision if precision is None else precision
+    segment_all = pc.segment_all if segment_all is None else segment_all
     device = get_device(device)
     M = models or load_models(models_dir)
     cls, unet, ens = M.classifiers, M.unet, M.ensemble
@@ -190,8 +183,9 @@ def predict(models_dir,              # a finished run's models folder: classifie
     cl = (device.type == 'cuda' or torch.backends.cpu.get_cpu_capability() != 'DEFAULT') if channels_last is None else channels_last
     allm, plan = M.all, Plan(str(device), prec, bool(cl), bool(fold_bn))
     for m in allm: m.runtime(plan)   # build the inference copies before the clock starts
-    with _claim(out) as stage:
-        files = find_inputs(inputs, log, exclude=_exclude(out, inputs), skipped=skipped)
+    with claim_out(out) as stage:
+        prefer = 'dicom' if cls and all(m.rec.input == 'dicom' for m in cls) else 'png'
+        files = find_inputs(inputs, log, exclude=_exclude(out, inputs), skipped=skipped, prefer=prefer)
         check_out(out, need=(1 << 20) + MASK_BYTES*len(files)*(unet is not None))
         ids = dict(zip(map(str, files), image_ids(files)))
         num_workers, num_threads = cpu_plan(len(files), bs, num_workers, num_threads, device)
@@ -231,7 +225,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
                                  sha256=m.rec.sha256, precision=m.plan_for(plan).precision, bs=m.bs) for m in allm])
         fb = [] if fallback is None else [(ids[str(f)], int(fallback)) for f in files if str(f) not in answered]
         _write_outputs(stage, rows, names, log, skipped, meta, fb)
-        summ['moved_aside'] = _publish(stage, out)
+        summ['moved_aside'] = publish_outputs(stage, out, OUTPUTS)
     if unet is None: warnings.warn(f'{models_dir}: no unet/ folder, so no masks were written')
     return summ
 
@@ -239,7 +233,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
 def predict_cli(inputs,                 # PNG/DICOM files and/or folders (`stroke-ct predict INPUT...`)
                 models_dir,             # `--models DIR`
                 out,                    # `--out OUT`
-                segment_all:bool=False, # `--segment-all`
+                segment_all:bool|None=None, # `--segment-all` (None: the run's default)
                 **kwargs,               # passed to `predict`
                )->tuple:                # (exit code, one-line summary)
     "Run `predict` for the CLI: exit code 0 only if every slice got an answer (and a mask, when the run has a U-Net) from a finished run's models"

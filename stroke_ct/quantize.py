@@ -13,7 +13,7 @@ from torch import nn
 from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, file_hash, write_json, write_csv, cpu_has_bf16, get_device, resolve_precision, PRECISIONS
-from .modelio import ModelsLayout
+from .modelio import ModelsLayout, require_complete
 from .run import Run
 from .infer import ModelSpec, ModelSet, AS_TRAINED, CPU_BS, load_models, inference_model, model_input, slice_batches
 if TYPE_CHECKING: import openvino   # for annotations; the int8 extra is imported where it is used
@@ -259,11 +259,13 @@ def quantize_run(run,                 # a run folder (with config.json and model
                  names=None,          # only these models (classifier names and/or 'unet'; default all)
                  max_prob_change:float=MAX_PROB_CHANGE,   # a classifier's copy is used only if no P(stroke) moves more
                  max_pixel_change:float=MAX_PIXEL_CHANGE, # the U-Net's only if no larger share of pixels changes class
+                 allow_partial:bool=False, # quantize an unfinished run's models (`modelio.require_complete`)
                  progress:bool=True,
                 )->pd.DataFrame:      # one row per model: accepted, preset, check, batch size, seconds
     "int8 copies of every model of `run`, calibrated on its validation split, checked, written to RUN/models/int8/"
     _need_engine('stroke-ct quantize')
     R = run if isinstance(run, Run) else Run(run)
+    require_complete(R.layout.models.root, allow_partial, 'quantize')   # a run still training: its models are not the final ones
     M = load_models(R.layout.models.root)
     specs = [m for m in M.all if names is None or m.name in names]
     if names is not None and (miss := sorted(set(names) - {m.name for m in M.all})): raise ValueError(f'no model named {miss} in {M.layout.root}')

@@ -4,11 +4,14 @@
 
 # %% ../nbs/11_run.ipynb #b0b01002
 from __future__ import annotations
-import copy, dataclasses, json, types, typing
+import copy, dataclasses, inspect, json, math, types, typing
+import torch
+from fastai.vision.augment import aug_transforms
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
-from .core import BadInput, ErrorLog, PRECISIONS, write_json, write_csv, get_device, resolve_precision, main_process
+from .core import (BadInput, ErrorLog, PRECISIONS, write_json, write_csv, get_device, resolve_precision, main_process,
+                            read_json_file)
 from .report import run_metadata
 from .data.dicom import WINDOW_CHOICES
 from .data.masks import PALETTES
@@ -17,7 +20,7 @@ from .data.splits import choose_manifest
 from .modelio import CLASSIFIER_ARCHS, UNET_ARCHS, UNET_OPTIONS, RunLayout, mark_complete
 
 # %% auto #0
-__all__ = ['ARCH_SETTINGS', 'PRESETS', 'MODEL_STAGES', 'DataConfig', 'ClassifierConfig', 'UNetConfig', 'EvalConfig',
+__all__ = ['ARCH_SETTINGS', 'PRESETS', 'MODEL_STAGES', 'WHERE', 'DataConfig', 'ClassifierConfig', 'UNetConfig', 'EvalConfig',
            'PredictConfig', 'SynthConfig', 'RunConfig', 'Run']
 
 # %% ../nbs/11_run.ipynb #b0b01005
@@ -119,7 +122,7 @@ def _from_dict(cls, d, path=''):
 # %% ../nbs/11_run.ipynb #b0b01008
 def _positive(p, path, v, allow_none=False):
     if v is None and allow_none: return
-    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0): p.append(f'{path} must be > 0, got {v!r}')
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf): p.append(f'{path} must be a finite number > 0, got {v!r}')
 
 def _config_problems(c)->list:
     "Every problem with the values of a `RunConfig`"
@@ -130,11 +133,19 @@ def _config_problems(c)->list:
     if c.data.window not in WINDOW_CHOICES: p.append(f'data.window must be one of {WINDOW_CHOICES}, got {c.data.window!r}')
     if c.data.palette not in PALETTES: p.append(f'data.palette must be one of {list(PALETTES)}, got {c.data.palette!r}')
     if c.data.input == 'png' and c.data.window != 'brain' and c.data.window in WINDOW_CHOICES: p.append("data.window other than 'brain' needs data.input='dicom' (the PNGs are brain-windowed)")
+    if c.device is not None:
+        try: torch.device(c.device)
+        except (RuntimeError, ValueError): p.append(f"device must be 'cpu', 'cuda', 'cuda:N' or null (whichever is there), got {c.device!r}")
+    if c.data.aug is not None and (bad := sorted(set(c.data.aug) - set(inspect.signature(aug_transforms).parameters))):
+        p.append(f"data.aug: unknown {bad}; fastai's aug_transforms takes {sorted(inspect.signature(aug_transforms).parameters)}")
     k = c.classifiers
     if not k.archs: p.append('classifiers.archs is empty')
-    if bad := [a for a in k.archs if a not in CLASSIFIER_ARCHS]: p.append(f'classifiers.archs: unknown {bad}; known: {list(CLASSIFIER_ARCHS)}')
+    if bad := [a for a in k.archs if not isinstance(a, str) or a not in CLASSIFIER_ARCHS]: p.append(f'classifiers.archs: unknown {bad}; known: {list(CLASSIFIER_ARCHS)}')
+    elif len(set(k.archs)) < len(k.archs): p.append(f'classifiers.archs: {sorted({a for a in k.archs if k.archs.count(a) > 1})} named twice')
     for a, o in k.per_arch.items():
-        if not isinstance(o, dict) or (bad := set(o) - set(ARCH_SETTINGS)): p.append(f'classifiers.per_arch.{a}: settings must be among {list(ARCH_SETTINGS)}')
+        if a not in CLASSIFIER_ARCHS: p.append(f'classifiers.per_arch: unknown architecture {a!r}; known: {list(CLASSIFIER_ARCHS)}')
+        elif not isinstance(o, dict) or (bad := set(o) - set(ARCH_SETTINGS)): p.append(f'classifiers.per_arch.{a}: settings must be among {list(ARCH_SETTINGS)}, got {o!r}')
+    if p: return p   # the per-architecture checks below need well-formed archs and per_arch
     for a in k.archs:
         s = k.arch(a)
         for n in ('size', 'bs', 'epochs'):
@@ -259,6 +270,7 @@ PRESETS['quick'] = PRESETS['demo'].set('name=quick', 'classifiers.per_arch={}', 
 
 # %% ../nbs/11_run.ipynb #b0b01012
 MODEL_STAGES = ('classifiers', 'vote', 'unet')  # the stages that write models/ (each ends with `record(<stage>=...)`)
+WHERE = ('device:', 'distributed:')   # where a run trains, not what: changing them continues the run
 
 class Run:
     "A run folder with its configuration and its data: what every training stage reads and writes"
@@ -278,8 +290,8 @@ class Run:
         if saved is not None and cfg.data.root is None: cfg.data.root, cfg.data.manifest = saved.data.root, saved.data.manifest
         if cfg.data.root is None: raise ValueError('no data folder: give data= (the dataset folder)')
         cfg.check()
-        if saved is not None and saved != cfg and not overwrite:
-            diff = _diff(saved.to_dict(), cfg.to_dict())
+        diff = [] if saved is None else [o for o in _diff(saved.to_dict(), cfg.to_dict()) if not o.startswith(WHERE)]
+        if diff and not overwrite:
             raise ValueError(f'{self.layout.root} was made with another configuration ({"; ".join(diff[:4])}): '
                              'use a new run folder, open it as it is with Run(path), or pass overwrite=True')
         self.cfg, self._rows = cfg, None
@@ -290,7 +302,13 @@ class Run:
         if main_process(): print(f'[{self.cfg.name}] {msg}', flush=True)
 
     @property
-    def device(self): return get_device(self.cfg.device)
+    def device(self):
+        "Where this run trains: the configuration's device, refused with a way out when this machine lacks it"
+        d = get_device(self.cfg.device)
+        if d.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f"{self.layout.config} asks for device {self.cfg.device!r}, and this machine has no CUDA GPU "
+                             "(a configuration from a GPU runtime?): train here with --set device=cpu, or device=null for whichever is there")
+        return d
     @property
     def precision(self)->str:
         "The concrete training precision on this run's device"
@@ -312,6 +330,9 @@ class Run:
     def rows(self)->pd.DataFrame:
         "The manifest resolved against the data folder (png, dicom, mask, overlay paths), read once"
         if self._rows is None:
+            if not Path(self.cfg.data.root).is_dir():
+                raise BadInput(self.cfg.data.root, 'the data folder of this run is not there (an unmounted Drive, a moved folder?): '
+                                                   'mount or move it back, or give the data folder again (data=, stroke-ct train DATA ...)')
             m, src = self.manifest()
             rows = resolve(m, self.cfg.data.root)
             if len(rows) and not (rows.png.notna() | rows.dicom.notna()).any():
@@ -323,7 +344,7 @@ class Run:
     def summary(self)->dict:
         "What the stages recorded so far in summary.json"
         f = self.layout.summary
-        return json.loads(f.read_text()) if f.exists() else {}
+        return read_json_file(f) if f.exists() else {}
 
     def record(self, **kwargs)->dict:
         "Merge `kwargs` into summary.json (written atomically) and return the whole summary; a model stage's record updates models/complete.json"
@@ -341,6 +362,8 @@ class Run:
         elif not p and M.ensemble.stat().st_mtime < max((M.classifier(a)/'model.json').stat().st_mtime for a in archs):
             p.append('ensemble.json is older than the classifiers (run the vote stage again)')
         if not (M.unet/'model.json').exists() and not self.summary().get('unet', {}).get('skipped'): p.append('unet')
+        p += [f'classifiers/{n} is in models/ but not in the configuration (classifiers.archs): train with it, or remove its folder'
+              for n in M.classifier_names() if n not in archs]
         return p
 
     def update_complete(self)->list:

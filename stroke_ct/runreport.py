@@ -102,11 +102,14 @@ def report_html(run,           # a run folder or `run.Run`
     L = r.layout
     body = [block_html(b, L.root) for b in r.report_blocks()]
     seg = (L.models.unet/'model.json').exists() and (L.metrics/'seg_test_per_image.csv').exists()
-    if n_slices and seg:
+    if not Path(r.cfg.data.root).is_dir():   # the slices are not there to draw (an unmounted Drive): the page from the run's own files
+        body.append(f'<p>The data folder <code>{html.escape(str(r.cfg.data.root))}</code> is not there now, so the test slices '
+                    'and the classification mistakes are not drawn: open the report again with the data in place to see them.</p>')
+    elif n_slices and seg:
         body.append('<h2>The worst and the best test slices</h2><p>By lesion Dice on the segmentation test slices: the CT, '
                     'the true and the predicted mask (the U-Net alone, not gated by the vote), both over the CT, and the scores.</p>')
         body += [figure_html(u, c) for c, u in slice_figures(r, n_slices)]
-    if L.probs.exists() and L.models.ensemble.exists():
+    if L.probs.exists() and L.models.ensemble.exists() and Path(r.cfg.data.root).is_dir():
         body.append('<h2>Classification mistakes</h2><p>The test slices the chosen vote got wrong, with every model\'s vote.</p>')
         body += [figure_html(u, c) for c, u in mistake_figures(r)]
     if L.config.exists(): body.append(f'<h2>Configuration</h2><p>The run\'s <code>config.json</code>: it reproduces the run.</p><pre>{html.escape(L.config.read_text())}</pre>')

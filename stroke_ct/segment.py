@@ -14,6 +14,7 @@ from .metrics import SEG_CLASSES
 from .modelio import ModelRecord, UNET_OPTIONS, get_arch, save_model, fetch_pretrained, read_record
 from .run import Run
 from .loaders import seg_dls
+from .data.masks import check_palette
 from .fit import Phase, Checkpoints, fit_phases, data_parallel
 from .classify import norm_stats  # also adds `Learner.set_precision`
 
@@ -169,6 +170,8 @@ def train_unet(self:Run,
         self.log('U-Net skipped: no slice of the seg_split train/valid sets has a mask (a classification-only data set)')
         self.record(unet=dict(skipped='no masks'))
         return dict(path=None, history=[])
+    m = rows[has_mask]
+    check_palette(m['mask'].tolist(), m.subtype.tolist(), cfg.data.palette, cfg.data.root)   # a wrong palette trains on wrong masks
     set_seed(cfg.seed)   # the DataLoaders' shuffling depends on the run's seed only, not on what ran before
     dls = seg_dls(rows, size=u.size, bs=u.bs, input=cfg.data.input, window=cfg.data.window, seed=cfg.seed, aug_kwargs=cfg.data.aug,
                   palette=cfg.data.palette, device=self.device)

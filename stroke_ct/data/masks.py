@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os
 from pathlib import Path
-import numpy as np
+import numpy as np, pandas as pd
 from PIL import Image
 from scipy import ndimage as ndi
 from fastprogress.fastprogress import progress_bar
@@ -14,9 +14,9 @@ from ..core import BadInput, ErrorLog, save_png
 from ..metrics import SEG_CLASSES
 
 # %% auto #0
-__all__ = ['PALETTES', 'OVERLAY_RED', 'OVERLAY_ALPHA', 'IMG_EXTS', 'get_palette', 'rgb_to_classes', 'classes_to_rgb', 'read_mask',
-           'resize_mask', 'save_mask', 'make_overlay', 'mask_from_overlay', 'masks_from_overlays',
-           'masks_from_overlays_cli', 'mirror_tree', 'ensure_masks']
+__all__ = ['PALETTES', 'SUBTYPE_CLASS', 'OVERLAY_RED', 'OVERLAY_ALPHA', 'IMG_EXTS', 'get_palette', 'rgb_to_classes',
+           'classes_to_rgb', 'read_mask', 'resize_mask', 'save_mask', 'palette_fit', 'check_palette', 'make_overlay',
+           'mask_from_overlay', 'masks_from_overlays', 'masks_from_overlays_cli', 'mirror_tree', 'ensure_masks']
 
 # %% ../../nbs/04_data.masks.ipynb #649b4a74
 PALETTES = {
@@ -125,6 +125,39 @@ def resize_mask(m:np.ndarray, # uint8 HxW class map
 def save_mask(fn, cls:np.ndarray, palette:str|dict='official', compress_level:int=6)->Path:
     "Write class map `cls` as an RGB mask PNG atomically"
     return save_png(fn, classes_to_rgb(cls, palette), compress_level)
+
+# %% ../../nbs/04_data.masks.ipynb #ea5ac41b
+SUBTYPE_CLASS = {'hemorrhagic': 1, 'ischemic': 2}   # an image's subtype -> the lesion class (index into SEG_CLASSES) it must show
+
+def palette_fit(masks,          # mask files
+                subtypes=None,  # each image's subtype ('ischemic', 'hemorrhagic', ...), when known
+                palettes=None,  # names in `PALETTES` (default: all)
+               )->pd.DataFrame: # one row per palette: read (share of masks read), agree (share of labelled lesion masks whose main class is their subtype's)
+    "How well each palette explains a set of mask files"
+    subtypes = list(subtypes) if subtypes is not None else [None]*len(masks)
+    rows = []
+    for name in (palettes or list(PALETTES)):
+        n_read, n_lab, n_agree = 0, 0, 0
+        for f, st in zip(masks, subtypes):
+            try: m = read_mask(f, name)
+            except BadInput: continue
+            n_read += 1
+            if st in SUBTYPE_CLASS and (cnt := np.bincount(m.ravel(), minlength=3)[1:]).any():
+                n_lab += 1; n_agree += int(np.argmax(cnt) + 1 == SUBTYPE_CLASS[st])
+        rows.append(dict(palette=name, read=n_read / max(len(masks), 1), agree=n_agree / n_lab if n_lab else np.nan))
+    return pd.DataFrame(rows).set_index('palette')
+
+def check_palette(masks, subtypes, palette:str, where, n:int=30):
+    "Refuse masks that `palette` explains badly while another palette explains them well (a sample of `n`), naming the better one"
+    if palette not in PALETTES or not len(masks): return   # a custom palette: nothing to compare it with
+    k = np.linspace(0, len(masks) - 1, min(n, len(masks))).astype(int)
+    fit = palette_fit([list(masks)[i] for i in k], [list(subtypes)[i] for i in k])
+    score = fit.read + fit.agree.fillna(1)
+    mine, best = score[palette], score.idxmax()
+    if best != palette and score[best] - mine > 0.3 and (fit.read[palette] < 0.9 or fit.agree.fillna(1)[palette] < 0.5):
+        raise BadInput(where, f"its masks do not fit palette {palette!r} ({fit.read[palette]:.0%} read, lesion class matching the image's "
+                              f"subtype in {fit.agree.fillna(1)[palette]:.0%}), palette {best!r} fits them ({fit.read[best]:.0%}, "
+                              f"{fit.agree.fillna(1)[best]:.0%}): give that palette (--palette {best})")
 
 # %% ../../nbs/04_data.masks.ipynb #c885f8ca
 OVERLAY_RED = (255, 0, 0)
@@ -320,7 +353,7 @@ def masks_from_overlays_cli(root, palette='official', overwrite:bool=False, prog
     if len(rows): msg += f' (see {fn})'
     return (1 if len(log) else 0), msg
 
-# %% ../../nbs/04_data.masks.ipynb #cee3be92
+# %% ../../nbs/04_data.masks.ipynb #28c570c7
 def _missing_masks(root:Path)->list:
     "The OVERLAY folders under `root` holding an overlay whose MASK file is missing"
     out = []

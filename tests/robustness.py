@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""The "nothing lost, nothing silent" audit: every `stroke-ct` command under bad or odd inputs, interruptions and
-full disks, each case printed as handled or NOT HANDLED with what was seen.
+"""The robustness suite ("nothing lost, nothing silent"): every `stroke-ct` command under bad or odd inputs,
+interruptions, full disks, re-runs and resumes, each case printed as handled or NOT HANDLED with what was seen, and a
+last line `robustness: N passed, M failed`. CI runs every case (`.ci/run`, about 8 minutes on 2 cores).
 
 A case is handled when the command gives a clear per-file error or a result, exits non-zero when something was not
 done, leaves nothing partial and says nothing in silence (no traceback, no missing row, no mask without its row).
 
-    python bench/audit.py                  # every case (about 5 minutes on 2 cores)
-    python bench/audit.py --only predict   # the cases whose group or name contains a word
-    python bench/audit.py --list           # the cases, without running them
-    python bench/audit.py --json out.json  # also write the results
+    python tests/robustness.py                  # every case
+    python tests/robustness.py --only predict   # the cases whose group or name contains a word
+    python tests/robustness.py --list           # the cases, without running them
+    python tests/robustness.py --json out.json  # also write the results
 
 Commands run in this process through `stroke_ct.cli.main` (an uncaught exception counts as a traceback), except the
 ones that need a process of their own (kill -9, Ctrl-C, a second predict holding the output folder, a memory limit).
@@ -778,6 +779,210 @@ def _():
     err = (out/'errors.csv').read_text() if (out/'errors.csv').exists() else ''
     return r.returncode == 1 and 'bomb.dcm' in err and 'Memory' not in err and 'Traceback' not in r.stderr, f'exit {r.returncode}; {err.strip()[-160:] or r.stderr.strip()[-160:]}'
 
+# ---------------------------------------------------------------------------------------------------- runs: re-runs, resumes, evaluate, report, configuration
+def quick_run()->Path:
+    "A finished quick demo run (made once, about 2 minutes on 2 cores); spoil copies of it, never the run itself"
+    if 'run' not in ENV:
+        code, o, e, tb = run_cli('demo', W/'run', '--quick')
+        if code != 0: raise RuntimeError(f'the quick demo failed: {(e or tb)[-300:]}')
+        ENV['run'] = W/'run'
+    return ENV['run']
+
+def copy_run(name:str)->Path:
+    "A copy of the quick run (its config.json still points at the original's data folder)"
+    d = fresh(name); shutil.copytree(quick_run(), d, ignore=shutil.ignore_patterns('data', 'report.html')); return d
+
+def mtimes(folder:Path, pattern='model.pth')->dict: return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob(pattern)}
+
+def train_cli(run:Path, *extra): return run_cli('train', quick_run()/'data', run, *extra)
+
+@case('train/resume', 'train again on a run stopped mid-training (no flag): finished classifiers kept as they are, the missing one trained, nothing else')
+def _():
+    r = copy_run('stopped'); before = mtimes(r)
+    shutil.rmtree(r/'models'/'classifiers'/'vgg19_bn'); (r/'models'/'complete.json').unlink()
+    code, o, e, tb = train_cli(r, '--stage', 'classifiers', '--stage', 'vote')
+    after = mtimes(r); kept = [k for k in before if 'vgg19_bn' not in k and after.get(k) == before[k]]
+    return not tb and code == 0 and len(kept) == len(before) - 1 and 'classifiers/vgg19_bn/model.pth' in after and 'finished earlier, skipped' in o, \
+        f'exit {code}; {len(kept)} of {len(before) - 1} other models untouched; vgg19_bn trained: {"classifiers/vgg19_bn/model.pth" in after}'
+
+@case('train/resume', '--overwrite --epochs 2: every classifier retrained with 2 epochs, config.json and the records agree, the log says so')
+def _():
+    r = copy_run('over')
+    code, o, e, tb = train_cli(r, '--stage', 'classifiers', '--overwrite', '--epochs', 2)
+    eps = {a: json.loads((r/'models'/'classifiers'/a/'model.json').read_text())['train']['epochs'] for a in ('resnet34', 'mobilenet_v2')}
+    cfg = json.loads((r/'config.json').read_text())['classifiers']['epochs']
+    return not tb and code == 0 and set(eps.values()) == {2} and cfg == 2 and 'starting over' in o, f'exit {code}; record epochs {eps}, config {cfg}'
+
+@case('train/resume', 'a damaged last.pth (empty, truncated, best.pth copied over it): one line naming it, exit 2, the checkpoint kept')
+def _():
+    seen = []
+    for what in ('empty', 'truncated', 'best'):
+        r = copy_run(f'ck_{what}'); shutil.rmtree(r/'models'/'classifiers'/'resnet34')
+        ck = r/'checkpoints'/'classifiers'/'resnet34'; ck.mkdir(parents=True)
+        import torch; torch.save({'w': torch.zeros(3)}, ck/'best.pth')
+        (ck/'last.pth').write_bytes({'empty': b'', 'truncated': (ck/'best.pth').read_bytes()[:200], 'best': (ck/'best.pth').read_bytes()}[what])
+        code, o, e, tb = train_cli(r, '--stage', 'classifiers')
+        seen.append((what, code, not tb and one_line(e) and 'damaged checkpoint' in e and 'last.pth' in e and (ck/'last.pth').exists()))
+    return all(ok and c == 2 for _, c, ok in seen), '; '.join(f'{w}: exit {c}, {"one line" if ok else "NOT one line"}' for w, c, ok in seen)
+
+@case('train/resume', 'stage vote with fewer --archs than the run trained (--overwrite): no complete.json that predict would reject, the log says why')
+def _():
+    r = copy_run('fewer')
+    code, o, e, tb = train_cli(r, '--archs', 'resnet34', 'mobilenet_v2', '--stage', 'vote', '--overwrite')
+    return not tb and not (r/'models'/'complete.json').exists() and 'not in the configuration' in o, \
+        f"exit {code}; complete.json {'written' if (r/'models'/'complete.json').exists() else 'not written'}; {o.strip().splitlines()[-1][:140] if o.strip() else ''}"
+
+@case('train/resume', 're-vote with metrics/probs.csv at 0 bytes: one line naming the file, exit 2, models still complete')
+def _():
+    r = copy_run('probs0'); (r/'metrics'/'probs.csv').write_text('')
+    code, o, e, tb = train_cli(r, '--stage', 'vote')
+    return not tb and code == 2 and one_line(e) and 'probs.csv' in e and (r/'models'/'complete.json').exists(), f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('train/resume', "pipeline.train(data) without out: the run goes to runs_dir()/<config name>")
+def _():
+    from stroke_ct.pipeline import train
+    from stroke_ct.run import RunConfig
+    old = os.environ.get('STROKE_CT_RUNS'); os.environ['STROKE_CT_RUNS'] = str(fresh('runs'))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()): train(quick_run()/'data', config=RunConfig.preset('quick'), stages=[])
+        ok = (Path(os.environ['STROKE_CT_RUNS'])/'quick'/'config.json').exists()
+    finally:
+        if old is None: os.environ.pop('STROKE_CT_RUNS')
+        else: os.environ['STROKE_CT_RUNS'] = old
+    return ok, 'config.json written under runs_dir()/quick' if ok else 'no run folder under runs_dir()'
+
+@case('train/resume', '--manifest whose images are not in DATA: one line naming the manifest, exit 2')
+def _():
+    import pandas as pd
+    m = pd.read_csv(quick_run()/'data'/'data_manifest.csv', dtype=str); m['image_id'] = 'x' + m.image_id
+    f = fresh('other.csv'); m.to_csv(f, index=False)
+    code, o, e, tb = train_cli(fresh('man'), '--preset', 'quick', '--manifest', f)
+    return not tb and code == 2 and one_line(e) and 'none of its' in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('train/resume', 'two trainings into one run folder: the second refused in one line while the first holds it')
+def _():
+    from stroke_ct.core import folder_lock
+    r = copy_run('locked')
+    with folder_lock(r): code, o, e, tb = train_cli(r, '--stage', 'vote')
+    return not tb and code == 2 and one_line(e) and 'in use by another stroke-ct process' in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('train/data', 'a class-folder set with one class only: refused before training, naming the missing class, exit 2')
+def _():
+    (d := fresh('oneclass')/'Normal').mkdir(parents=True)
+    for f in ENV['pngs'][:6]: shutil.copy(f, d/f.name)
+    code, o, e, tb = run_cli('train', d.parent, fresh('oneclass_run'), '--preset', 'quick', '--no-pretrained')
+    return not tb and code == 2 and one_line(e) and 'no stroke slice' in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('evaluate', '--out is the run folder: refused before any work, its report.md and figures untouched, exit 2')
+def _():
+    r = copy_run('evrun'); before = state(r)
+    code, o, e, tb = run_cli('evaluate', quick_run()/'data', '--models', r/'models', '--out', r, '--n-boot', 20)
+    return not tb and code == 2 and one_line(e) and state(r) == before, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('evaluate', 'a second evaluate into the same --out: the first moved to previous/, none of its tables left beside the new ones')
+def _():
+    out = fresh('ev2')
+    for _ in range(2): code, o, e, tb = run_cli('evaluate', quick_run()/'data', '--models', quick_run()/'models', '--out', out, '--n-boot', 20)
+    return not tb and code == 0 and (out/'previous'/'evaluate.json').exists() and not (out/'.partial').exists(), f"exit {code}; previous/: {sorted(p.name for p in (out/'previous').iterdir()) if (out/'previous').exists() else None}"
+
+@case('evaluate', 'a models folder that is not a finished run\'s (no complete.json): refused as predict refuses it, exit 2')
+def _():
+    r = copy_run('evpart'); (r/'models'/'complete.json').unlink()
+    code, o, e, tb = run_cli('evaluate', quick_run()/'data', '--models', r/'models', '--out', fresh('evp'), '--n-boot', 20)
+    return not tb and code == 2 and one_line(e) and "not a finished run's models" in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('report', 'an unfinished run: the page says so at the top')
+def _():
+    r = copy_run('rep_unf'); (r/'models'/'complete.json').unlink()
+    code, o, e, tb = run_cli('report', r, '--slices', 0)
+    return not tb and code == 0 and 'Unfinished run' in (r/'report.html').read_text(), f'exit {code}'
+
+@case('report', 'a damaged summary.json, an empty table2_test.csv: one line naming the file, exit 2')
+def _():
+    seen = []
+    for f, bad in (('summary.json', '{"a": '), ('metrics/table2_test.csv', '')):
+        r = copy_run('rep_bad'); (r/f).write_text(bad)
+        code, o, e, tb = run_cli('report', r, '--slices', 0)
+        seen.append((f, code, not tb and one_line(e) and Path(f).name in e))
+    return all(ok and c == 2 for _, c, ok in seen), '; '.join(f'{f}: exit {c}, {"named" if ok else "NOT named"}' for f, c, ok in seen)
+
+@case('report', 'a finished run whose data folder is gone (an unmounted Drive): the page from the run\'s own tables, saying so')
+def _():
+    r = copy_run('rep_nodata')
+    c = json.loads((r/'config.json').read_text()); c['data']['root'] = str(r/'gone'); (r/'config.json').write_text(json.dumps(c))
+    code, o, e, tb = run_cli('report', r)
+    page = (r/'report.html').read_text() if (r/'report.html').exists() else ''
+    return not tb and code == 0 and 'is not there now' in page and 'Table 2' in page, f'exit {code}: {(e or tb).strip()[:120]}'
+
+@case('config', 'malformed settings (per_arch not a dict, nested archs, a mistyped aug name, device=banana): one line each, exit 2')
+def _():
+    bad = ['classifiers.per_arch={"resnet34": 5}', 'classifiers.archs=[["resnet34"]]', 'data.aug={"max_rotat": 10}', 'device=banana']
+    seen = [(b, *run_cli('train', quick_run()/'data', fresh('cfg'), '--preset', 'quick', '--set', b)) for b in bad]
+    return all(not tb and c == 2 and one_line(e) for _, c, o, e, tb in seen), '; '.join(f'{b}: exit {c}' for b, c, o, e, tb in seen)
+
+@case('config', 'settings accepted silently before (per_arch of a mistyped architecture, an architecture twice, lr=1e999): refused, exit 2')
+def _():
+    bad = ['classifiers.per_arch.resnet43.bs=8', 'classifiers.archs=resnet34,resnet34', 'classifiers.lr=1e999']
+    seen = [(b, *run_cli('train', quick_run()/'data', fresh('cfg'), '--preset', 'quick', '--set', b)) for b in bad]
+    return all(not tb and c == 2 and one_line(e) for _, c, o, e, tb in seen), '; '.join(f'{b}: exit {c}' for b, c, o, e, tb in seen)
+
+@case('config', "device=cuda on a machine without a GPU (a Colab config.json on a laptop): one line offering the CPU, exit 2")
+def _():
+    import torch
+    if torch.cuda.is_available(): return True, 'this machine has a GPU: not run'
+    code, o, e, tb = run_cli('train', quick_run()/'data', fresh('cuda'), '--preset', 'quick', '--set', 'device=cuda')
+    return not tb and code == 2 and one_line(e) and 'device=cpu' in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('config', "the predict section of config.json is read by predict (segment_all: true: every slice segmented)")
+def _():
+    r = copy_run('predcfg')
+    c = json.loads((r/'config.json').read_text()); c['predict']['segment_all'] = True; (r/'config.json').write_text(json.dumps(c))
+    code, o, e, tb, out = predict_cli(ENV['pngs'], None, r/'models')
+    meta = json.loads((out/'predict.json').read_text()) if (out/'predict.json').exists() else {}
+    return not tb and code == 0 and meta.get('segment_all') is True, f"exit {code}; segment_all in predict.json: {meta.get('segment_all')}"
+
+@case('commands/run', 'quantize on a run still training (no complete.json): refused in one line, exit 2')
+def _():
+    r = copy_run('q8'); (r/'models'/'complete.json').unlink()
+    code, o, e, tb = run_cli('quantize', r)
+    if 'stroke_ct[int8]' in e: return True, 'the int8 extra is not installed here: not run'
+    return not tb and code == 2 and one_line(e) and "not a finished run's models" in e, f'exit {code}: {(e or tb).strip()[:160]}'
+
+@case('predict/inputs', 'a folder in the competition layout: one slice per image, MASK and OVERLAY files skipped with the reason, exit 0')
+def _():
+    n = len(ENV['pngs'])
+    code, o, e, tb, out = predict_cli(ENV['synth'])
+    t = tables(out)
+    why = ' '.join(r['reason'] for r in t['skipped'])
+    return not tb and code == 0 and len(t['rows']) == n and not t['errors'] and 'the MASK of image' in why and 'the OVERLAY of image' in why, \
+        f"exit {code}; {len(t['rows'])} rows for {n} images, {len(t['errors'])} errors, {len(t['skipped'])} skipped"
+
+@case('train/resume', 'Ctrl-C while retraining the U-Net with new settings (--overwrite), then the same command without it: the new U-Net finished, not the old one kept')
+def _():
+    r = copy_run('unet_ctrlc')
+    cmd = [sys.executable, '-m', 'stroke_ct', 'train', str(quick_run()/'data'), str(r), '--stage', 'unet', '--set', 'unet.epochs=4']
+    p = subprocess.Popen(cmd + ['--overwrite'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    st, t0 = r/'checkpoints'/'unet'/'state.json', time.time()
+    while not st.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.1)
+    p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+    old_kept = (r/'models'/'unet'/'model.json').exists()
+    q = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    rec = json.loads((r/'models'/'unet'/'model.json').read_text()) if (r/'models'/'unet'/'model.json').exists() else {}
+    eps = len(rec.get('train', {}).get('history', []))
+    return p.returncode == 130 and not old_kept and q.returncode == 0 and eps == 4 and not (r/'checkpoints'/'unet').exists() and 'continuing from its checkpoint' in q.stdout, \
+        f'stopped: exit {p.returncode}, old U-Net {"still there" if old_kept else "removed"}; again: exit {q.returncode}, {eps} epochs in the record'
+
+@case('evaluate', 'Ctrl-C during evaluate into a used --out: exit 130, the earlier evaluation whole, nothing new beside it')
+def _():
+    out = fresh('ev_ctrlc'); run_cli('evaluate', quick_run()/'data', '--models', quick_run()/'models', '--out', out, '--n-boot', 20); before = state(out)
+    p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'evaluate', str(quick_run()/'data'), '--models', str(quick_run()/'models'), '--out', str(out),
+                          '--n-boot', '2000', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.05)
+    time.sleep(0.5); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+    return p.returncode == 130 and state(out) == before and not (out/'.partial').exists(), f'exit {p.returncode}: {err.strip()[-100:]}'
+
 # ---------------------------------------------------------------------------------------------------- main
 def main():
     global W
@@ -791,7 +996,7 @@ def main():
     if a.list:
         for i, (g, n, _) in enumerate(todo, 1): print(f'{i:3d} {g:16s} {n}')
         return 0
-    W = Path(a.work or tempfile.mkdtemp(prefix='stroke_ct-audit-')); W.mkdir(parents=True, exist_ok=True)
+    W = Path(a.work or tempfile.mkdtemp(prefix='stroke_ct-robustness-')); W.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter('ignore')
     t0 = time.time()
     try:
@@ -807,6 +1012,7 @@ def main():
         bad = [r for r in res if not r['handled']]
         print(f'\n{len(res) - len(bad)} of {len(res)} cases handled, {len(bad)} not, in {time.time() - t0:.0f} s')
         for r in bad: print(f"  NOT HANDLED [{r['group']}] {r['case']}")
+        print(f'robustness: {len(res) - len(bad)} passed, {len(bad)} failed')
         if a.json: Path(a.json).write_text(json.dumps(dict(cases=res, seconds=round(time.time() - t0)), indent=1))
         return len(bad)
     finally:
