@@ -802,8 +802,8 @@ def _():
     shutil.rmtree(r/'models'/'classifiers'/'vgg19_bn'); (r/'models'/'complete.json').unlink()
     code, o, e, tb = train_cli(r, '--stage', 'classifiers', '--stage', 'vote')
     after = mtimes(r); kept = [k for k in before if 'vgg19_bn' not in k and after.get(k) == before[k]]
-    return not tb and code == 0 and len(kept) == len(before) - 1 and 'classifiers/vgg19_bn/model.pth' in after and 'finished earlier, skipped' in o, \
-        f'exit {code}; {len(kept)} of {len(before) - 1} other models untouched; vgg19_bn trained: {"classifiers/vgg19_bn/model.pth" in after}'
+    return not tb and code == 0 and len(kept) == len(before) - 1 and 'models/classifiers/vgg19_bn/model.pth' in after and 'finished earlier, skipped' in o, \
+        f'exit {code}; {len(kept)} of {len(before) - 1} other models untouched; vgg19_bn trained: {"models/classifiers/vgg19_bn/model.pth" in after}'
 
 @case('train/resume', '--overwrite --epochs 2: every classifier retrained with 2 epochs, config.json and the records agree, the log says so')
 def _():
