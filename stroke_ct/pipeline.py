@@ -104,6 +104,7 @@ def run(self:Run,
     if bad := [s for s in stages if s not in STAGES]: raise ValueError(f'unknown stages {bad}; the stages are {list(STAGES)}')
     t0, times = time.time(), {}
     if set(stages) & set(MODEL_STAGES): self.layout.complete.unlink(missing_ok=True)  # not complete while models change
+    miss = []
     try:
         for st in [s for s in STAGES if s in stages]:
             if not main_process() and st not in ('classifiers', 'unet'): continue   # data-parallel: only training is shared
@@ -117,8 +118,8 @@ def run(self:Run,
                     else: self.report()
             times[st] = round(time.time() - t, 1)
     finally:   # a stage that failed leaves the models as they were: complete again if nothing changed
-        if main_process(): self.update_complete()
-    if miss := self.update_complete():
+        if main_process(): miss = self.update_complete()
+    if miss:
         self.log(f"models not complete ({'; '.join(miss)}): predict refuses {self.layout.models.root} until those stages have run")
     s = self.summary()
     v, sc = s.get('vote', {}), s.get('scoring', {})
