@@ -7,7 +7,7 @@ A case is handled when the command gives a clear per-file error or a result, exi
 done, leaves nothing partial and says nothing in silence (no traceback, no missing row, no mask without its row).
 
     python tests/robustness.py                  # every case
-    python tests/robustness.py --only predict   # the cases whose group or name contains a word
+    python tests/robustness.py --only predict   # the cases whose group, description or function name contains a word
     python tests/robustness.py --list           # the cases, without running them
     python tests/robustness.py --json out.json  # also write the results
 
@@ -24,7 +24,7 @@ from pathlib import Path
 CASES = []   # (group, name, function)
 
 def case(group, name):
-    "Register an audit case: the function returns (handled, what was seen)"
+    "Register a case: the function, named by what it checks, returns (handled, what was seen)"
     def f(fn): CASES.append((group, name, fn)); return fn
     return f
 
@@ -101,7 +101,9 @@ def setup():
     from stroke_ct.metrics import SEG_CLASSES
     from stroke_ct.data.synth import make_synth
     from stroke_ct.data.layout import resolve
-    from stroke_ct.modelio import ModelRecord, EnsembleRecord, HEAD_ARGS, build_model, save_model, write_ensemble, mark_complete
+    from stroke_ct.modelio import ModelRecord, EnsembleRecord, build_model, save_model, write_ensemble
+    from stroke_ct.archs import HEAD_ARGS
+    from stroke_ct.runlayout import mark_complete
     torch.set_num_threads(1)
     syn = W/'synth'
     man = resolve(make_synth(syn, n_normal=6, n_ischemic=3, n_hemorrhagic=3, seed=0, progress=False), syn)
@@ -195,7 +197,7 @@ def spoil_record(md:Path, sub:str, **changes)->Path:
 
 # ---------------------------------------------------------------------------------------------------- predict: inputs
 @case('predict/inputs', 'a mixed 507-file folder: every slice answered with its mask, every broken file an error, every other file listed as skipped')
-def _():
+def predict_inputs__mixed_507_file_folder():
     m = ENV['mixed']
     code, o, e, tb, out = predict_cli(m['dir'])
     t = tables(out)
@@ -211,13 +213,13 @@ def _():
                f"unlisted slices {len(miss)}, unlisted broken {len(nb)}, unlisted others {len(no)} {no[:3]}; {consistent(out) or 'masks = rows'}"
 
 @case('predict/inputs', 'an empty folder: exit 1, says no slices found')
-def _():
+def predict_inputs__empty_folder():
     (d := fresh('empty')).mkdir()
     code, o, e, tb, out = predict_cli(d)
     return not tb and code == 1 and 'no PNG or DICOM slices found' in o, f'exit {code}: {o.strip()[-120:]}'
 
 @case('predict/inputs', 'an input that does not exist: an error row, exit 1')
-def _():
+def predict_inputs__input_does_not_exist():
     code, o, e, tb, out = predict_cli([ENV['pngs'][0], W/'no'/'such.png'])
     t = tables(out)
     return not tb and code == 1 and len(t['rows']) == 1 and any('no such file' in r['reason'] for r in t['errors']), f"exit {code}; {t['errors']}"
@@ -236,38 +238,38 @@ for _n, _d in [('empty.png', b''), ('empty.dcm', b''), ('garbage.png', b'\x89PNG
     case('predict/inputs', f'a broken file ({_n}): one error row naming it, the good slice answered')(lambda n=_n, d=_d: _bad_file(n, d))
 
 @case('predict/inputs', 'a 16-bit PNG (not a windowed slice): an error row saying so')
-def _():
+def predict_inputs__16_bit_png_not_windowed_slice():
     import numpy as np
     from PIL import Image
     return _bad_file('deep.png', lambda f: Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(f))
 
 @case('predict/inputs', 'a DICOM truncated in its pixel data: an error row')
-def _():
+def predict_inputs__dicom_truncated_pixel_data():
     raw = ENV['dcms'][0].read_bytes(); return _bad_file('truncated.dcm', raw[:len(raw) * 2 // 3])
 
 @case('predict/inputs', 'a PNG cut in the middle of its pixel data: an error row')
-def _():
+def predict_inputs__png_cut_middle_pixel_data():
     raw = ENV['pngs'][0].read_bytes(); return _bad_file('cut.png', raw[:len(raw) // 2])
 
 @case('predict/inputs', 'a DICOM with no pixel data: an error row')
-def _():
+def predict_inputs__dicom_no_pixel_data():
     import pydicom
     def mk(f):
         ds = pydicom.dcmread(ENV['dcms'][0]); del ds.PixelData; ds.save_as(f)
     return _bad_file('nopixels.dcm', mk)
 
 @case('predict/inputs', 'a DICOM whose Rows/Columns do not match its pixel data: an error row')
-def _():
+def predict_inputs__dicom_whose_rows_columns_do_not_match_pixel():
     import pydicom
     def mk(f):
         ds = pydicom.dcmread(ENV['dcms'][0]); ds.Rows = ds.Rows + 7; ds.save_as(f)
     return _bad_file('wrongsize.dcm', mk)
 
 @case('predict/inputs', 'a PNG decompression bomb (header: 40000 x 40000): an error row, no memory blow-up')
-def _(): return _bad_file('bomb.png', png_bomb)
+def predict_inputs__png_decompression_bomb_header(): return _bad_file('bomb.png', png_bomb)
 
 @case('predict/inputs', 'a deflated DICOM declaring 20000 x 20000 pixels: an error row before decoding (run with a 7 GB address-space limit)')
-def _():
+def predict_inputs__deflated_dicom_declaring_20000_x_20000_pixels():
     (d := fresh('dbomb')).mkdir(); f = d/'bomb.dcm'; dicom_bomb(f); shutil.copy(ENV['pngs'][0], d/'good.png')
     out = fresh('dbomb_out')
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (7 << 30, 7 << 30)); sys.argv = ['stroke-ct'] + sys.argv[1:]\n"
@@ -322,7 +324,7 @@ for _f in ('CT_small.dcm', 'MR_small_RLE.dcm', 'JPEG2000.dcm', 'MR_small_jpeg_ls
     case('predict/inputs', f"pydicom's odd DICOM {_f}: answered or one clear error")(_odd_dicom)
 
 @case('predict/inputs', 'file names with a tab, a newline and an escape sequence: every row on its own line')
-def _():
+def predict_inputs__file_names_tab_newline_escape_sequence():
     (d := fresh('names')).mkdir()
     for k, n in enumerate(('tab\there.png', 'new\nline.png', 'esc\x1b[31mred.png')): shutil.copy(ENV['pngs'][k], d/n)
     code, o, e, tb, out = predict_cli(d)
@@ -332,14 +334,14 @@ def _():
     return ok, f"exit {code}; stage1.txt lines {len(lines) - 1}; ids {[r['image_id'] for r in t['rows']]}"
 
 @case('predict/inputs', 'a broken link and a link loop in the input folder: listed as skipped, no hang')
-def _():
+def predict_inputs__broken_link_link_loop_input_folder():
     (d := fresh('links')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png'); (d/'gone.png').symlink_to(d/'nowhere.png'); (d/'loop').symlink_to(d)
     code, o, e, tb, out = predict_cli(d)
     t = tables(out)
     return not tb and code == 0 and {Path(r['file']).name for r in t['skipped']} == {'gone.png', 'loop'}, f"exit {code}; skipped {[(Path(r['file']).name, r['reason']) for r in t['skipped']]}"
 
 @case('predict/inputs', 'JPEG, DICOMDIR and hidden files in the input: listed (skipped.csv or errors.csv), counted in the summary')
-def _():
+def predict_inputs__jpeg_dicomdir_hidden_files_input():
     (d := fresh('others')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png')
     for f in ENV['mixed']['other'][:3] + [ENV['mixed']['dir']/'dicom'/'DICOMDIR', ENV['mixed']['dir']/'.h00.png']: shutil.copy(f, d/f.name)
     code, o, e, tb, out = predict_cli(d)
@@ -349,7 +351,7 @@ def _():
     return not tb and want <= listed and ('skipped' in o or 'not slices' in o), f"exit {code}; not listed: {sorted(want - listed)}; {o.strip()[-110:]}"
 
 @case('predict/inputs', 'the output folder inside the input folder: its masks are not read back')
-def _():
+def predict_inputs__output_folder_inside_input_folder():
     (d := fresh('outin')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png')
     predict_cli(d, d/'pred')
     code, o, e, tb, out = predict_cli(d, d/'pred')
@@ -357,19 +359,19 @@ def _():
     return not tb and code == 0 and len(t['rows']) == 1 and not consistent(out), f"exit {code}; rows {len(t['rows'])}"
 
 @case('predict/inputs', 'the output folder is the input folder: refused in one line')
-def _():
+def predict_inputs__output_folder_input_folder():
     (d := fresh('same')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png')
     code, o, e, tb, out = predict_cli(d, d)
     return not tb and code == 2 and one_line(e), f'exit {code}: {e.strip()}'
 
 @case('predict/inputs', 'an input folder inside the output folder: answered')
-def _():
+def predict_inputs__input_folder_inside_output_folder():
     out = fresh('outer'); (out/'in').mkdir(parents=True); shutil.copy(ENV['pngs'][0], out/'in'/'a.png')
     code, o, e, tb, out = predict_cli(out/'in', out)
     return not tb and code == 0 and len(tables(out)['rows']) == 1, f'exit {code}'
 
 @case('predict/inputs', '--fallback 1: unreadable slices get an answer in stage1.txt, and are still errors')
-def _():
+def predict_inputs__fallback_answers_unreadable_slices_still_errors():
     (d := fresh('fb')).mkdir(); shutil.copy(ENV['pngs'][0], d/'a.png'); (d/'b.png').write_bytes(b'')
     code, o, e, tb, out = predict_cli(d, None, None, '--fallback', '1')
     t = tables(out)
@@ -382,27 +384,27 @@ def _refused(md, *want, extra=()):
     return ok, f'exit {code}: {(e.strip() or tb[-300:])[:260]}'
 
 @case('predict/models', 'training stopped after 2 of 5 classifiers (no complete.json): refused, naming why')
-def _():
+def predict_models__training_stopped_after_2_5_classifiers_no_complete():
     md = copy_models('two_of_five'); (md/'complete.json').unlink(); shutil.rmtree(md/'unet')
     return _refused(md, 'no complete.json', '--allow-partial')
 
 @case('predict/models', 'a finished run whose unet/ was lost: refused, naming the U-Net')
-def _():
+def predict_models__finished_run_whose_unet_lost():
     md = copy_models('nounet'); shutil.rmtree(md/'unet'); return _refused(md, 'unet missing')
 
 @case('predict/models', 'a finished run that lost a classifier: refused, naming it')
-def _():
+def predict_models__finished_run_lost_classifier():
     md = copy_models('lost'); shutil.rmtree(md/'classifiers'/'resnet34'); return _refused(md, 'classifier resnet34 missing')
 
 @case('predict/models', '--allow-partial on an unfinished folder: predicts, says which models are missing, exits 1')
-def _():
+def predict_models__allow_partial_unfinished_folder():
     md = copy_models('partial'); shutil.rmtree(md/'unet'); shutil.rmtree(md/'classifiers'/'resnet34')
     code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, md, '--allow-partial')
     t = tables(out)
     return not tb and code == 1 and 'PARTIAL' in o and 'unet missing' in o and 'resnet34 missing' in o and len(t['rows']) == 2, f'exit {code}: {o.strip()[-200:]}'
 
 @case('predict/models', 'a classifier trained again after the run finished (checksum changed): refused')
-def _():
+def predict_models__classifier_trained_again_after_run_finished_checksum_changed():
     import torch
     from stroke_ct.modelio import load_model, save_model
     md = copy_models('retrained'); m, rec = load_model(md/'classifiers'/'resnet34')
@@ -411,26 +413,26 @@ def _():
     return _refused(md, 'classifier resnet34 changed')
 
 @case('predict/models', 'a classifier folder that is not one of the run\'s: refused')
-def _():
+def predict_models__classifier_folder_not_one_run():
     md = copy_models('extra'); shutil.copytree(md/'classifiers'/'resnet34', md/'classifiers'/'resnet34_old'); return _refused(md, 'resnet34_old')
 
 @case('predict/models', 'ensemble.json changed after the run finished: refused')
-def _():
+def predict_models__ensemble_json_changed_after_run_finished():
     md = copy_models('ens'); (md/'ensemble.json').write_text('{"vote": "hard", "threshold": 0.3}'); return _refused(md, 'ensemble.json changed')
 
 @case('predict/models', 'complete.json damaged: refused')
-def _():
+def predict_models__complete_json_damaged():
     md = copy_models('cj'); (md/'complete.json').write_text('{"format": "x"'); return _refused(md, 'not a completeness record')
 
 @case('predict/models', 'the models folder does not exist: one line')
-def _(): return _refused(W/'no'/'models', 'models folder not found')
+def predict_models__models_folder_does_not_exist(): return _refused(W/'no'/'models', 'models folder not found')
 
 @case('predict/models', 'the models folder is a file: one line')
-def _():
+def predict_models__models_folder_file():
     (f := fresh('mfile')).write_text('x'); return _refused(f)
 
 @case('predict/models', 'a models folder with no classifiers/: one line')
-def _():
+def predict_models__models_folder_no_classifiers():
     md = copy_models('nocls'); shutil.rmtree(md/'classifiers'); return _refused(md)
 
 for _what, _spoil, _want in [
@@ -457,7 +459,7 @@ for _what, _spoil, _want in [
         ('ensemble.json vote "median"', lambda md: (md/'ensemble.json').write_text('{"vote": "median"}'), "unknown vote 'median'"),
         ('ensemble.json with an unknown key', lambda md: (md/'ensemble.json').write_text('{"vote": "hard", "colour": 1}'), "unknown keys ['colour']")]:
     def _spoiled(spoil=_spoil, want=_want, what=_what):
-        from stroke_ct.modelio import mark_complete
+        from stroke_ct.runlayout import mark_complete
         md = copy_models('spoil'); spoil(md)
         return _refused(md, want, extra=('--allow-partial',))   # past the completeness check: the file itself must be refused
     case('predict/models', f'{_what}: refused in one line naming the file and the field')(_spoiled)
@@ -482,39 +484,40 @@ for _what, _write in [('a state dict holding an object that runs a command', lam
 
 def _nan_model(sub, value):
     import torch
-    from stroke_ct.modelio import load_model, save_model, mark_complete
+    from stroke_ct.modelio import load_model, save_model
+    from stroke_ct.runlayout import mark_complete
     md = copy_models('nan'); m, rec = load_model(md/sub)
     with torch.no_grad(): list(m.parameters())[-1].fill_(value)
     save_model(m, rec, md/sub); mark_complete(md, ['mobilenet_v2', 'resnet34'])
     return md
 
 @case('predict/models', 'a classifier that outputs NaN: every slice an error naming the model, no silent abstention, exit 1')
-def _():
+def predict_models__classifier_outputs_nan():
     code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, _nan_model('classifiers/resnet34', float('nan')))
     t = tables(out)
     return not tb and code == 1 and len(t['errors']) == 2 and all('resnet34' in r['reason'] and 'NaN' in r['reason'] for r in t['errors']), f"exit {code}; {[r['reason'][:90] for r in t['errors']][:1]}"
 
 @case('predict/models', 'a classifier that outputs inf: errors naming the model, exit 1')
-def _():
+def predict_models__classifier_outputs_inf():
     code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, _nan_model('classifiers/mobilenet_v2', float('inf')))
     t = tables(out)
     return not tb and code == 1 and len(t['errors']) == 2 and all('mobilenet_v2' in r['reason'] for r in t['errors']), f"exit {code}; {[r['reason'][:90] for r in t['errors']][:1]}"
 
 @case('predict/models', 'a U-Net that outputs NaN: errors naming the U-Net (masks left black), exit 1')
-def _():
+def predict_models__u_net_outputs_nan():
     code, o, e, tb, out = predict_cli(ENV['pngs'][:2], None, _nan_model('unet', float('nan')), '--segment-all')
     t = tables(out)
     return not tb and code == 1 and len(t['errors']) == 2 and all('U-Net' in r['reason'] for r in t['errors']), f"exit {code}; {[r['reason'][:90] for r in t['errors']][:1]}"
 
 # ---------------------------------------------------------------------------------------------------- predict: the output folder
 @case('predict/out', '--out is a file: one line before any work, exit 2')
-def _():
+def predict_out__out_is_a_file_refused_before_work():
     (f := fresh('ofile')).write_text('x')
     t0 = time.time(); code, o, e, tb, out = predict_cli(ENV['mixed']['dir'], f)
     return not tb and code == 2 and one_line(e) and 'not a folder' in e and time.time() - t0 < 5, f'exit {code} after {time.time() - t0:.1f} s: {e.strip()}'
 
 @case('predict/out', '--out below a file: one line, exit 2')
-def _():
+def predict_out__out_below_a_file_refused():
     (f := fresh('ofile')).write_text('x')
     code, o, e, tb, out = predict_cli(ENV['pngs'][:1], f/'sub')
     return not tb and code == 2 and one_line(e), f'exit {code}: {e.strip()}'
@@ -533,7 +536,7 @@ def _as_nobody(fn):
     os.waitpid(pid, 0); return json.loads(data)
 
 @case('predict/out', '--out read-only (as an unprivileged user): one line before any work, exit 2')
-def _():
+def predict_out__out_read_only_unprivileged_user():
     if os.getuid() != 0: ro = fresh('ro'); ro.mkdir(); os.chmod(ro, 0o555); code, o, e, tb, _ = predict_cli(ENV['pngs'][:1], ro)
     else:
         ro = fresh('ro'); ro.mkdir(); os.chmod(ro, 0o555); os.chmod(W, 0o755)
@@ -550,14 +553,14 @@ def small_disk(size='2m'):
     finally: subprocess.run(['umount', '-l', str(d)], capture_output=True)
 
 @case('predict/out', '--out on a nearly full disk (a real 2 MB tmpfs, 507-file folder): one line before any inference, exit 2')
-def _():
+def predict_out__out_nearly_full_disk_real_2_mb_tmpfs():
     with small_disk('2m') as disk:
         if disk is None: return True, 'cannot mount a tmpfs here: not run'
         t0 = time.time(); code, o, e, tb, out = predict_cli(ENV['mixed']['dir'], disk/'pred')
         return not tb and code == 2 and one_line(e) and 'no space left' in e, f'exit {code} after {time.time() - t0:.1f} s: {e.strip()[:200]}'
 
 @case('predict/out', 'a disk that fills during the run (a real tmpfs, 40 slices): every slice without a mask is an error, exit non-zero, nothing half-written')
-def _():
+def predict_out__disk_fills_during_run_real_tmpfs_40_slices():
     with small_disk('2m') as disk:
         if disk is None: return True, 'cannot mount a tmpfs here: not run'
         (d := fresh('forty')).mkdir()
@@ -574,7 +577,7 @@ def _():
         return ok, f"exit {code}; rows {len(ids)} masks {len(masks)}, rows without a mask and no error: {len(unlisted)}; {(e.strip() or o.strip())[-160:]}"
 
 @case('predict/out', 'a second predict into the same --out while the first runs: fails at once, the first finishes whole')
-def _():
+def predict_out__second_predict_same_out_while_first_runs():
     out = fresh('busy')
     p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out), '--workers', '0', '--threads', '1'],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -586,7 +589,7 @@ def _():
     return ok, f'second: exit {code} after {dt:.1f} s ({e.strip()[:100]}); first: exit {p.returncode}; {consistent(out) or "masks = rows"}'
 
 @case('predict/out', 'two predicts one after the other into one --out: only the second run\'s masks and rows, the first\'s moved to previous/')
-def _():
+def predict_out__two_predicts_one_after_other_one_out():
     out = fresh('twice')
     predict_cli(ENV['mixed']['dir'], out)
     code, o, e, tb, _ = predict_cli(ENV['pngs'][:3], out)
@@ -595,7 +598,7 @@ def _():
            f"exit {code}; rows {len(t['rows'])}, masks {len(t['masks'])}; {o.strip()[-80:]}"
 
 @case('predict/out', 'an --out holding masks/ that predict did not write: refused, nothing moved')
-def _():
+def predict_out__out_holding_masks_predict_did_not_write():
     out = fresh('foreign'); (out/'masks').mkdir(parents=True); shutil.copy(ENV['pngs'][0], out/'masks'/'truth.png')
     code, o, e, tb, _ = predict_cli(ENV['pngs'][:1], out)
     return not tb and code == 2 and one_line(e) and (out/'masks'/'truth.png').exists(), f'exit {code}: {e.strip()[:160]}'
@@ -618,10 +621,10 @@ def _killed(sig, delays):
     return ok, f'{[(t, rc, "whole" if w else "PARTIAL") for t, rc, w, _ in seen]}; then exit {code}'
 
 @case('predict/out', 'kill -9 seven times during predict (at 1-14 s): --out always holds one whole run, and works after')
-def _(): return _killed(signal.SIGKILL, (1, 3, 5, 6, 7, 9, 14))
+def predict_out__kill_9_seven_times_during_predict_1_14(): return _killed(signal.SIGKILL, (1, 3, 5, 6, 7, 9, 14))
 
 @case('predict/out', 'Ctrl-C during predict: exit 130, "interrupted", --out holds the earlier run whole')
-def _():
+def predict_out__ctrl_c_during_predict():
     out = fresh('ctrlc'); predict_cli(ENV['pngs'][:3], out); before = state(out)
     p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out),
                           '--workers', '0', '--threads', '1', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -643,21 +646,21 @@ for _args in (('synth', 'OUT'), ('dicom2png', 'DCM', '--out', 'OUT'), ('manifest
         lambda a=_args: _out_is_file(*[ENV['dcms'][0] if x == 'DCM' else ENV['synth'] if x == 'SYN' else x for x in a]))
 
 @case('commands/out', 'dicom2png into a read-only folder (as an unprivileged user): one line, exit 2')
-def _():
+def commands_out__dicom2png_read_only_folder_unprivileged_user():
     ro = fresh('ro2'); ro.mkdir(); os.chmod(ro, 0o555); os.chmod(W, 0o755)
     f = lambda: list(run_cli('dicom2png', ENV['dcms'][0], '--out', ro))
     code, o, e, tb = _as_nobody(f) if os.getuid() == 0 else f()
     return not tb and code == 2 and one_line(e), f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('commands/out', 'synth onto a real full disk (tmpfs): one line before writing, exit 2')
-def _():
+def commands_out__synth_onto_real_full_disk_tmpfs():
     with small_disk('1m') as disk:
         if disk is None: return True, 'cannot mount a tmpfs here: not run'
         code, o, e, tb = run_cli('synth', disk/'s', '--n-normal', 40)
         return not tb and code == 2 and one_line(e) and 'no space left' in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('commands/out', 'a full disk while a model is saved (torch.save on a real 64 MB tmpfs): "PATH: no space left on the device", nothing half-written')
-def _():
+def commands_out__full_disk_while_model_saved_torch_save_real():
     import torch
     from stroke_ct.modelio import ModelRecord, build_model, save_model
     with small_disk('64m') as disk:
@@ -671,13 +674,13 @@ def _():
         except Exception as e: return False, f'{type(e).__name__}: {str(e)[:200]}'
 
 @case('commands/out', 'train when ImageNet weights cannot be fetched: one line saying what to do')
-def _():
+def commands_out__train_imagenet_weights_cannot_fetched():
     import torch
-    from stroke_ct.modelio import fetch_pretrained
+    from stroke_ct.archs import fetch_pretrained
     old_dir, old_dl = torch.hub.get_dir(), torch.hub.download_url_to_file
     def no_net(*a, **k): raise OSError('[Errno -3] Temporary failure in name resolution')
     torch.hub.set_dir(str(fresh('hub'))); torch.hub.download_url_to_file = no_net
-    try: code, o, e, tb = run_cli('train', ENV['synth'], fresh('tr'), '--preset', 'seed', '--archs', 'resnet34', '--stage', 'classifiers', '--epochs', 1)
+    try: code, o, e, tb = run_cli('train', ENV['synth'], fresh('tr'), '--preset', 'teknofest', '--archs', 'resnet34', '--stage', 'classifiers', '--epochs', 1)
     finally: torch.hub.set_dir(old_dir); torch.hub.download_url_to_file = old_dl
     return not tb and code == 2 and one_line(e) and 'no-pretrained' in e, f'exit {code}: {(e or tb).strip()[-200:]}'
 
@@ -713,7 +716,7 @@ def _release(name='release'):
     return rel.parent
 
 @case('data', 'check-data on a set whose MASK cannot be decoded (noise): reported, not "usable"')
-def _():
+def data__check_data_set_whose_mask_cannot_decoded_noise():
     import numpy as np
     from PIL import Image
     root = fresh('chk'); shutil.copytree(ENV['synth'], root)
@@ -723,18 +726,18 @@ def _():
     return not tb and (m.name in o + e) and (code != 0 or 'undecodable' in o.lower() or 'cannot' in o.lower()), f'exit {code}; mask named: {m.name in o + e}'
 
 @case('data', 'check-data on an empty folder: non-zero')
-def _():
+def data__check_data_empty_folder():
     (d := fresh('nodata')).mkdir(); code, o, e, tb = run_cli('check-data', d)
     return not tb and code not in (0, None), f'exit {code}'
 
 @case('data', 'masks-from-overlays with a mistyped root: one line, exit non-zero, nothing made')
-def _():
+def data__masks_overlays_mistyped_root():
     root = fresh('typo')
     code, o, e, tb = run_cli('masks-from-overlays', root)
     return not tb and code not in (0, None) and not root.exists(), f'exit {code}; made: {root.exists()}; {(e or o).strip()[:120]}'
 
 @case('data', 'masks-from-overlays: the error file of a failed run is removed by a clean rerun (exit 0)')
-def _():
+def data__masks_overlays_clean_rerun_removes_error_file():
     root = _release()
     ov = sorted(root.rglob('OVERLAY/*.png'))[0]; keep = ov.read_bytes(); ov.write_bytes(b'broken')
     run_cli('masks-from-overlays', root)
@@ -744,14 +747,14 @@ def _():
     return not tb and code == 0 and not (root/'mask_errors.csv').exists(), f'exit {code}; mask_errors.csv left: {(root/"mask_errors.csv").exists()}'
 
 @case('data', 'masks-from-overlays --overwrite rebuilds existing masks')
-def _():
+def data__masks_overlays_overwrite_rebuilds_existing_masks():
     root = _release(); run_cli('masks-from-overlays', root)
     m = sorted(root.rglob('MASK/*.png'))[0]; m.write_bytes(b'stale')
     code, o, e, tb = run_cli('masks-from-overlays', root, '--overwrite')
     return not tb and code == 0 and m.read_bytes() != b'stale', f'exit {code}: {(e or o).strip()[-120:]}'
 
 @case('data', 'masks-from-overlays: a stroke overlay with no lesion drawn gives a warning, not a silent all-black mask')
-def _():
+def data__masks_overlays_stroke_overlay_without_lesion_warns():
     root = _release(); ov = sorted(root.rglob('OVERLAY/*.png'))[0]
     shutil.copy(ov.parent.parent/'PNG'/ov.name, ov)
     code, o, e, tb = run_cli('masks-from-overlays', root)
@@ -760,7 +763,7 @@ def _():
     return not tb and listed and said, f'exit {code}; named: {listed}; {(o + e).strip()[-150:]}'
 
 @case('data', 'dicom2png over a folder with JPEG and text files: the skipped files listed')
-def _():
+def data__dicom2png_over_folder_jpeg_text_files():
     (d := fresh('d2p')).mkdir(); shutil.copy(ENV['dcms'][0], d/'a.dcm')
     for f in ENV['mixed']['other'][:2] + [ENV['mixed']['dir']/'photos'/'j00.jpg']: shutil.copy(f, d/f.name)
     out = fresh('d2p_out'); code, o, e, tb = run_cli('dicom2png', d, '--out', out)
@@ -771,7 +774,7 @@ def _():
     return not tb and want <= listed, f'exit {code}; not listed {sorted(want - listed)}'
 
 @case('data', 'dicom2png on a deflated DICOM declaring 20000 x 20000 pixels: an error row before decoding (7 GB address-space limit)')
-def _():
+def data__dicom2png_deflated_dicom_declaring_20000_x_20000_pixels():
     (d := fresh('d2pb')).mkdir(); dicom_bomb(d/'bomb.dcm'); out = fresh('d2pb_out')
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (7 << 30, 7 << 30)); sys.argv = ['stroke-ct'] + sys.argv[1:]\n"
             "from stroke_ct.cli import main; sys.exit(main())")
@@ -797,7 +800,7 @@ def mtimes(folder:Path, pattern='model.pth')->dict: return {p.relative_to(folder
 def train_cli(run:Path, *extra): return run_cli('train', quick_run()/'data', run, *extra)
 
 @case('train/resume', 'train again on a run stopped mid-training (no flag): finished classifiers kept as they are, the missing one trained, nothing else')
-def _():
+def train_resume__train_again_run_stopped_mid_training_no_flag():
     r = copy_run('stopped'); before = mtimes(r)
     shutil.rmtree(r/'models'/'classifiers'/'vgg19_bn'); (r/'models'/'complete.json').unlink()
     code, o, e, tb = train_cli(r, '--stage', 'classifiers', '--stage', 'vote')
@@ -806,7 +809,7 @@ def _():
         f'exit {code}; {len(kept)} of {len(before) - 1} other models untouched; vgg19_bn trained: {"models/classifiers/vgg19_bn/model.pth" in after}'
 
 @case('train/resume', '--overwrite --epochs 2: every classifier retrained with 2 epochs, config.json and the records agree, the log says so')
-def _():
+def train_resume__overwrite_retrains_every_classifier_with_new_epochs():
     r = copy_run('over')
     code, o, e, tb = train_cli(r, '--stage', 'classifiers', '--overwrite', '--epochs', 2)
     eps = {a: json.loads((r/'models'/'classifiers'/a/'model.json').read_text())['train']['epochs'] for a in ('resnet34', 'mobilenet_v2')}
@@ -814,7 +817,7 @@ def _():
     return not tb and code == 0 and set(eps.values()) == {2} and cfg == 2 and 'starting over' in o, f'exit {code}; record epochs {eps}, config {cfg}'
 
 @case('train/resume', 'a damaged last.pth (empty, truncated, best.pth copied over it): one line naming it, exit 2, the checkpoint kept')
-def _():
+def train_resume__damaged_last_pth_empty_truncated_best_pth_copied():
     seen = []
     for what in ('empty', 'truncated', 'best'):
         r = copy_run(f'ck_{what}'); shutil.rmtree(r/'models'/'classifiers'/'resnet34')
@@ -826,20 +829,20 @@ def _():
     return all(ok and c == 2 for _, c, ok in seen), '; '.join(f'{w}: exit {c}, {"one line" if ok else "NOT one line"}' for w, c, ok in seen)
 
 @case('train/resume', 'stage vote with fewer --archs than the run trained (--overwrite): no complete.json that predict would reject, the log says why')
-def _():
+def train_resume__stage_vote_fewer_archs_run_trained_overwrite():
     r = copy_run('fewer')
     code, o, e, tb = train_cli(r, '--archs', 'resnet34', 'mobilenet_v2', '--stage', 'vote', '--overwrite')
     return not tb and not (r/'models'/'complete.json').exists() and 'not in the configuration' in o, \
         f"exit {code}; complete.json {'written' if (r/'models'/'complete.json').exists() else 'not written'}; {o.strip().splitlines()[-1][:140] if o.strip() else ''}"
 
 @case('train/resume', 're-vote with metrics/probs.csv at 0 bytes: one line naming the file, exit 2, models still complete')
-def _():
+def train_resume__re_vote_metrics_probs_csv_0_bytes():
     r = copy_run('probs0'); (r/'metrics'/'probs.csv').write_text('')
     code, o, e, tb = train_cli(r, '--stage', 'vote')
     return not tb and code == 2 and one_line(e) and 'probs.csv' in e and (r/'models'/'complete.json').exists(), f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('train/resume', "pipeline.train(data) without out: the run goes to runs_dir()/<config name>")
-def _():
+def train_resume__pipeline_train_data_without_out():
     from stroke_ct.pipeline import train
     from stroke_ct.run import RunConfig
     old = os.environ.get('STROKE_CT_RUNS'); os.environ['STROKE_CT_RUNS'] = str(fresh('runs'))
@@ -852,7 +855,7 @@ def _():
     return ok, 'config.json written under runs_dir()/quick' if ok else 'no run folder under runs_dir()'
 
 @case('train/resume', '--manifest whose images are not in DATA: one line naming the manifest, exit 2')
-def _():
+def train_resume__manifest_whose_images_not_data():
     import pandas as pd
     m = pd.read_csv(quick_run()/'data'/'data_manifest.csv', dtype=str); m['image_id'] = 'x' + m.image_id
     f = fresh('other.csv'); m.to_csv(f, index=False)
@@ -860,45 +863,45 @@ def _():
     return not tb and code == 2 and one_line(e) and 'none of its' in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('train/resume', 'two trainings into one run folder: the second refused in one line while the first holds it')
-def _():
+def train_resume__two_trainings_one_run_folder():
     from stroke_ct.core import folder_lock
     r = copy_run('locked')
     with folder_lock(r): code, o, e, tb = train_cli(r, '--stage', 'vote')
     return not tb and code == 2 and one_line(e) and 'in use by another stroke-ct process' in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('train/data', 'a class-folder set with one class only: refused before training, naming the missing class, exit 2')
-def _():
+def train_data__class_folder_set_one_class_only():
     (d := fresh('oneclass')/'Normal').mkdir(parents=True)
     for f in ENV['pngs'][:6]: shutil.copy(f, d/f.name)
     code, o, e, tb = run_cli('train', d.parent, fresh('oneclass_run'), '--preset', 'quick', '--no-pretrained')
     return not tb and code == 2 and one_line(e) and 'no stroke slice' in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('evaluate', '--out is the run folder: refused before any work, its report.md and figures untouched, exit 2')
-def _():
+def evaluate__out_run_folder():
     r = copy_run('evrun'); before = state(r)
     code, o, e, tb = run_cli('evaluate', quick_run()/'data', '--models', r/'models', '--out', r, '--n-boot', 20)
     return not tb and code == 2 and one_line(e) and state(r) == before, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('evaluate', 'a second evaluate into the same --out: the first moved to previous/, none of its tables left beside the new ones')
-def _():
+def evaluate__second_evaluate_same_out():
     out = fresh('ev2')
     for _ in range(2): code, o, e, tb = run_cli('evaluate', quick_run()/'data', '--models', quick_run()/'models', '--out', out, '--n-boot', 20)
     return not tb and code == 0 and (out/'previous'/'evaluate.json').exists() and not (out/'.partial').exists(), f"exit {code}; previous/: {sorted(p.name for p in (out/'previous').iterdir()) if (out/'previous').exists() else None}"
 
 @case('evaluate', 'a models folder that is not a finished run\'s (no complete.json): refused as predict refuses it, exit 2')
-def _():
+def evaluate__models_folder_not_finished_run_no_complete_json():
     r = copy_run('evpart'); (r/'models'/'complete.json').unlink()
     code, o, e, tb = run_cli('evaluate', quick_run()/'data', '--models', r/'models', '--out', fresh('evp'), '--n-boot', 20)
     return not tb and code == 2 and one_line(e) and "not a finished run's models" in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('report', 'an unfinished run: the page says so at the top')
-def _():
+def report__unfinished_run():
     r = copy_run('rep_unf'); (r/'models'/'complete.json').unlink()
     code, o, e, tb = run_cli('report', r, '--slices', 0)
     return not tb and code == 0 and 'Unfinished run' in (r/'report.html').read_text(), f'exit {code}'
 
 @case('report', 'a damaged summary.json, an empty table2_test.csv: one line naming the file, exit 2')
-def _():
+def report__damaged_summary_json_empty_table2_test_csv():
     seen = []
     for f, bad in (('summary.json', '{"a": '), ('metrics/table2_test.csv', '')):
         r = copy_run('rep_bad'); (r/f).write_text(bad)
@@ -907,7 +910,7 @@ def _():
     return all(ok and c == 2 for _, c, ok in seen), '; '.join(f'{f}: exit {c}, {"named" if ok else "NOT named"}' for f, c, ok in seen)
 
 @case('report', 'a finished run whose data folder is gone (an unmounted Drive): the page from the run\'s own tables, saying so')
-def _():
+def report__finished_run_whose_data_folder_gone_unmounted_drive():
     r = copy_run('rep_nodata')
     c = json.loads((r/'config.json').read_text()); c['data']['root'] = str(r/'gone'); (r/'config.json').write_text(json.dumps(c))
     code, o, e, tb = run_cli('report', r)
@@ -915,26 +918,26 @@ def _():
     return not tb and code == 0 and 'is not there now' in page and 'Table 2' in page, f'exit {code}: {(e or tb).strip()[:120]}'
 
 @case('config', 'malformed settings (per_arch not a dict, nested archs, a mistyped aug name, device=banana): one line each, exit 2')
-def _():
+def config__malformed_settings_per_arch_not_dict_nested_archs():
     bad = ['classifiers.per_arch={"resnet34": 5}', 'classifiers.archs=[["resnet34"]]', 'data.aug={"max_rotat": 10}', 'device=banana']
     seen = [(b, *run_cli('train', quick_run()/'data', fresh('cfg'), '--preset', 'quick', '--set', b)) for b in bad]
     return all(not tb and c == 2 and one_line(e) for _, c, o, e, tb in seen), '; '.join(f'{b}: exit {c}' for b, c, o, e, tb in seen)
 
 @case('config', 'settings accepted silently before (per_arch of a mistyped architecture, an architecture twice, lr=1e999): refused, exit 2')
-def _():
+def config__settings_accepted_silently_before_per_arch_mistyped_architecture():
     bad = ['classifiers.per_arch.resnet43.bs=8', 'classifiers.archs=resnet34,resnet34', 'classifiers.lr=1e999']
     seen = [(b, *run_cli('train', quick_run()/'data', fresh('cfg'), '--preset', 'quick', '--set', b)) for b in bad]
     return all(not tb and c == 2 and one_line(e) for _, c, o, e, tb in seen), '; '.join(f'{b}: exit {c}' for b, c, o, e, tb in seen)
 
 @case('config', "device=cuda on a machine without a GPU (a Colab config.json on a laptop): one line offering the CPU, exit 2")
-def _():
+def config__device_cuda_machine_without_gpu_colab_config_json():
     import torch
     if torch.cuda.is_available(): return True, 'this machine has a GPU: not run'
     code, o, e, tb = run_cli('train', quick_run()/'data', fresh('cuda'), '--preset', 'quick', '--set', 'device=cuda')
     return not tb and code == 2 and one_line(e) and 'device=cpu' in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('config', "the predict section of config.json is read by predict (segment_all: true: every slice segmented)")
-def _():
+def config__predict_section_config_json_read_predict_segment_all():
     r = copy_run('predcfg')
     c = json.loads((r/'config.json').read_text()); c['predict']['segment_all'] = True; (r/'config.json').write_text(json.dumps(c))
     code, o, e, tb, out = predict_cli(ENV['pngs'], None, r/'models')
@@ -942,14 +945,14 @@ def _():
     return not tb and code == 0 and meta.get('segment_all') is True, f"exit {code}; segment_all in predict.json: {meta.get('segment_all')}"
 
 @case('commands/run', 'quantize on a run still training (no complete.json): refused in one line, exit 2')
-def _():
+def commands_run__quantize_run_still_training_no_complete_json():
     r = copy_run('q8'); (r/'models'/'complete.json').unlink()
     code, o, e, tb = run_cli('quantize', r)
     if 'stroke_ct[int8]' in e: return True, 'the int8 extra is not installed here: not run'
     return not tb and code == 2 and one_line(e) and "not a finished run's models" in e, f'exit {code}: {(e or tb).strip()[:160]}'
 
 @case('predict/inputs', 'a folder in the competition layout: one slice per image, MASK and OVERLAY files skipped with the reason, exit 0')
-def _():
+def predict_inputs__folder_competition_layout():
     n = len(ENV['pngs'])
     code, o, e, tb, out = predict_cli(ENV['synth'])
     t = tables(out)
@@ -958,7 +961,7 @@ def _():
         f"exit {code}; {len(t['rows'])} rows for {n} images, {len(t['errors'])} errors, {len(t['skipped'])} skipped"
 
 @case('train/resume', 'Ctrl-C while retraining the U-Net with new settings (--overwrite), then the same command without it: the new U-Net finished, not the old one kept')
-def _():
+def train_resume__ctrl_c_while_retraining_u_net_new_settings():
     r = copy_run('unet_ctrlc')
     cmd = [sys.executable, '-m', 'stroke_ct', 'train', str(quick_run()/'data'), str(r), '--stage', 'unet', '--set', 'unet.epochs=4']
     p = subprocess.Popen(cmd + ['--overwrite'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -974,7 +977,7 @@ def _():
         f'stopped: exit {p.returncode}, old U-Net {"still there" if old_kept else "removed"}; again: exit {q.returncode}, {eps} epochs in the record'
 
 @case('evaluate', 'Ctrl-C during evaluate into a used --out: exit 130, the earlier evaluation whole, nothing new beside it')
-def _():
+def evaluate__ctrl_c_during_evaluate_used_out():
     out = fresh('ev_ctrlc'); run_cli('evaluate', quick_run()/'data', '--models', quick_run()/'models', '--out', out, '--n-boot', 20); before = state(out)
     p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'evaluate', str(quick_run()/'data'), '--models', str(quick_run()/'models'), '--out', str(out),
                           '--n-boot', '2000', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -992,9 +995,9 @@ def main():
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--work', default=None, help='scratch folder (default: a temporary one, removed at the end)')
     a = p.parse_args()
-    todo = [c for c in CASES if not a.only or a.only in c[0] or a.only in c[1]]
+    todo = [c for c in CASES if not a.only or a.only in c[0] or a.only in c[1] or a.only in c[2].__name__]
     if a.list:
-        for i, (g, n, _) in enumerate(todo, 1): print(f'{i:3d} {g:16s} {n}')
+        for i, (g, n, fn) in enumerate(todo, 1): print(f'{i:3d} {fn.__name__}\n      {n}')
         return 0
     W = Path(a.work or tempfile.mkdtemp(prefix='stroke_ct-robustness-')); W.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter('ignore')
@@ -1007,11 +1010,11 @@ def main():
             t = time.time()
             try: ok, seen = fn()
             except Exception as e: ok, seen = False, f'the audit case itself failed: {type(e).__name__}: {str(e)[:200]}'
-            res.append(dict(group=g, case=n, handled=bool(ok), seen=seen, seconds=round(time.time() - t, 1)))
-            print(f"{i:3d} {'handled    ' if ok else 'NOT HANDLED'} [{g}] {n}\n      {seen}", flush=True)
+            res.append(dict(group=g, test=fn.__name__, case=n, handled=bool(ok), seen=seen, seconds=round(time.time() - t, 1)))
+            print(f"{i:3d} {'handled    ' if ok else 'NOT HANDLED'} {fn.__name__}: {n}\n      {seen}", flush=True)
         bad = [r for r in res if not r['handled']]
         print(f'\n{len(res) - len(bad)} of {len(res)} cases handled, {len(bad)} not, in {time.time() - t0:.0f} s')
-        for r in bad: print(f"  NOT HANDLED [{r['group']}] {r['case']}")
+        for r in bad: print(f"  NOT HANDLED {r['test']}: {r['case']}")
         print(f'robustness: {len(res) - len(bad)} passed, {len(bad)} failed')
         if a.json: Path(a.json).write_text(json.dumps(dict(cases=res, seconds=round(time.time() - t0)), indent=1))
         return len(bad)
