@@ -66,7 +66,9 @@ def make_models(df, work, args):
     "Untrained models at the requested sizes, saved with classify/segment's save functions; returns models_dir"
     from fastai.vision.all import imagenet_stats
     from stroke_ct.metrics import SEG_CLASSES
-    from stroke_ct.modelio import ModelRecord, EnsembleRecord, HEAD_ARGS, ModelsLayout, build_model, save_model, write_ensemble, mark_complete
+    from stroke_ct.modelio import ModelRecord, EnsembleRecord, build_model, save_model, write_ensemble
+    from stroke_ct.archs import HEAD_ARGS
+    from stroke_ct.runlayout import ModelsLayout, mark_complete
     md, stats = ModelsLayout(Path(work)/'models'), [list(imagenet_stats[0]), list(imagenet_stats[1])]
     for a in args.archs:
         rec = ModelRecord('classifier', a, args.size, ['normal', 'stroke'], stats=stats, options=dict(HEAD_ARGS))

@@ -11,6 +11,7 @@ out of git):
     python bench/studies.py demo-seeds               # the full demo at seeds 0 1 2, bounds checked (about 35 min on 2 cores)
     python bench/studies.py predict-grid --models RUN/models   # predict images/s by workers, threads, precision
     python bench/studies.py gpu-twins                # the fp16 training twins on CUDA (a few minutes; needs a GPU)
+    python bench/studies.py rescore RUN              # a finished run scored again by this code: every table compared
 
 Only public `stroke_ct` APIs are used. Scratch data goes to a temporary folder removed at exit, or to `--work DIR`
 (kept; a run folder there is resumed, not retrained, when the study is run again with the same settings).
@@ -47,6 +48,30 @@ def _save(a, df, name:str)->Path:
     df.to_csv(fn, index=df.index.name is not None)
     print(f'wrote {fn}', flush=True)
     return fn
+
+def rescore(a)->int:
+    "Score a finished run again with the installed code (the vote and test-split stages on a copy) and compare every table"
+    import json, numpy as np, pandas as pd
+    from stroke_ct.run import Run
+    from stroke_ct.ensemble import vote
+    from stroke_ct.test_split import score_test_split
+    src = Path(a.run)
+    w = _work(a, f'rescore_{src.name}')/src.name
+    shutil.rmtree(w, ignore_errors=True); shutil.copytree(src, w, ignore=shutil.ignore_patterns('data', 'checkpoints'))
+    r = Run(w)
+    vote(r); score_test_split(r)
+    rows = []
+    for f in ('metrics/table2_test.csv', 'metrics/test_votes.csv', 'metrics/seg_test.csv', 'metrics/seg_test_per_image.csv', 'metrics/seg_gating.csv'):
+        x, y = pd.read_csv(src/f), pd.read_csv(w/f)
+        same_shape = x.shape == y.shape and list(x.columns) == list(y.columns)
+        num = x.select_dtypes('number').columns
+        diff = float(np.nanmax(np.abs(x[num].to_numpy(float) - y[num].to_numpy(float)), initial=0)) if same_shape else float('nan')
+        rows.append(dict(file=f, identical=bool(same_shape and x.equals(y)), same_shape=same_shape, max_abs_diff=diff))
+    e = json.loads((src/'models/ensemble.json').read_text()) == json.loads((w/'models/ensemble.json').read_text())
+    rows.append(dict(file='models/ensemble.json', identical=e, same_shape=True, max_abs_diff=0. if e else float('nan')))
+    df = pd.DataFrame(rows)
+    _save(a, df, f'rescore-{src.name}')
+    return 0 if df.identical.all() else 1
 
 def _resolved_synth(root, **kwargs):
     "make_synth(root, **kwargs) and its resolved manifest"
@@ -94,12 +119,13 @@ def imbalance(a)->int:
     return 0
 
 def unet_losses(a)->int:
-    "CE (fp32) / class-weighted CE / CE + soft lesion Dice for the U-Net on 320 phantoms; was in 24_scoring"
+    "CE (fp32) / class-weighted CE / CE + soft lesion Dice for the U-Net on 320 phantoms; was in the scoring notebook"
     import pandas as pd
     from stroke_ct.data.synth import make_synth
     from stroke_ct.run import Run, RunConfig
     from stroke_ct.scoring import lesion_summary
-    importlib.import_module('stroke_ct.segment')   # adds Run.train_unet (stroke_ct.scoring, imported above, adds Run.evaluate)
+    from stroke_ct.segment import train_unet
+    from stroke_ct.test_split import score_test_split
     w = _work(a, 'unet_losses')
     if a.smoke:
         counts, sets = dict(n_normal=4, n_ischemic=12, n_hemorrhagic=12), ['unet.size=64', 'unet.bs=8', 'unet.epochs=1', 'eval.n_boot=20']
@@ -113,8 +139,8 @@ def unet_losses(a)->int:
                         ('dice_ce, bf16', ['unet.class_weights=null', 'unet.loss=dice_ce', 'precision=bf16'])]:
         t = time.perf_counter()
         r = Run(w/name.replace(', ', '_').replace(' ', '_'), w/'synth300', base.set(*extra))
-        r.train_unet()   # a finished U-Net in --work is kept (resuming is the default)
-        losses[name] = dict(lesion_summary(r.evaluate()['results']['unet']['summary']), minutes=(time.perf_counter() - t)/60)
+        train_unet(r)   # a finished U-Net in --work is kept (resuming is the default)
+        losses[name] = dict(lesion_summary(score_test_split(r)['results']['unet']['summary']), minutes=(time.perf_counter() - t)/60)
     _save(a, pd.DataFrame(losses).T.rename_axis('loss').round(3), 'unet-losses')
     return 0
 
@@ -262,6 +288,9 @@ def parser()->argparse.ArgumentParser:
     sp = add('predict-grid', predict_grid, 'predict images/s, PNG and DICOM, by decoding workers, threads, precision, channels_last',
              'a few minutes on 2 cores with the demo\'s models', smoke=True)
     sp.add_argument('--models', required=True, help="a finished run's models folder (RUN/models; e.g. from stroke-ct demo RUN --quick)")
+    sp = add('rescore', rescore, "a finished run's vote and test-split stages again with this code, on a copy; every table compared "
+             "with the run's own (exit 1 if any differs)", 'about a minute for the demo')
+    sp.add_argument('run', help='a finished run folder (its data folder must still be where config.json says)')
     sp = add('gpu-twins', gpu_twins, 'fp16 training on CUDA (a classifier, the U-Net, the quick demo): precision, device, '
              'finite losses', 'a few minutes on a GPU; without one it exits with a message')
     sp.add_argument('--device', default='cuda', help=argparse.SUPPRESS)   # 'cpu': a dry run of the code path here

@@ -18,7 +18,8 @@ def log(*a): print(*a, flush=True)
 
 def models(size, seg_size, seg_arch, archs):
     from stroke_ct.metrics import SEG_CLASSES
-    from stroke_ct.modelio import ModelRecord, HEAD_ARGS, build_model
+    from stroke_ct.modelio import ModelRecord, build_model
+    from stroke_ct.archs import HEAD_ARGS
     res = {}
     for i, a in enumerate(archs):
         torch.manual_seed(i)
