@@ -21,7 +21,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 TUT, STAND_INS = ROOT/'nbs'/'tutorials', ROOT/'.ci'/'stand_ins'
 TIMEOUT = 900          # seconds for one papermill run
-SKIPPED = 'finished earlier, skipped'   # what `Run.train_classifiers` logs for a model it keeps
+SKIPPED = 'finished earlier, skipped'   # what `classify.train_classifiers` logs for a model it keeps
 results = []           # (check, passed, seconds, note)
 
 def say(msg): print(f'[walkthroughs] {msg}', flush=True)
@@ -178,7 +178,7 @@ def table1_models(run)->set:
     except OSError: return set()
 
 def finished(run, archs)->list:
-    "Classifiers the run has finished as `Run.train_classifiers` counts them: model.json saved and a Table 1 row"
+    "Classifiers the run has finished as `classify.train_classifiers` counts them: model.json saved and a Table 1 row"
     t1 = table1_models(run)
     return [a for a in archs if (run/'models'/'classifiers'/a/'model.json').exists() and a in t1]
 
@@ -198,7 +198,7 @@ def train_interrupted(pm, drive, run, archs, preset):
     "Start 01_train, kill its kernel once a classifier has finished and while another is training; papermill must fail"
     p, dst, log = pm.start('01_train', '.interrupted', data=drive.data, runs=drive.runs, preset=preset)
     t0 = p.started
-    # A classifier counts as finished when `Run.train_classifiers` would keep it: model.json saved and its Table 1 row
+    # A classifier counts as finished when `classify.train_classifiers` would keep it: model.json saved and its Table 1 row
     # written (a moment later). Killing between the two would rightly retrain it, and this check would then fail.
     while True:
         if p.poll() is not None:
@@ -278,7 +278,7 @@ def main():
     ap.add_argument('--data', required=True, help='a stroke-ct synth set without its MASK folders (copied, not changed)')
     ap.add_argument('--runs', required=True, help='runs folder (new or empty)')
     ap.add_argument('--out', required=True, help='executed notebooks and papermill logs (new or empty)')
-    ap.add_argument('--preset', default='quick', choices=['quick', 'demo', 'seed'])
+    ap.add_argument('--preset', default='quick', choices=['quick', 'demo', 'teknofest'])
     ap.add_argument('--only', choices=['train'], help='run 01_train only, once')
     ap.add_argument("--kill", action="store_true", help="interrupt 01_train (kill its kernel) and check that a second run continues it (not with --only)")
     a = ap.parse_args()

@@ -4,6 +4,7 @@
 
 # %% ../nbs/21_classify.ipynb #0a282eec
 from __future__ import annotations
+from fastcore.meta import delegates
 import contextlib, shutil, time
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import (vision_learner, Learner, CrossEntropyLossFlat, accuracy, Callback, Normalize, set_seed,
@@ -11,13 +12,15 @@ from fastai.vision.all import (vision_learner, Learner, CrossEntropyLossFlat, ac
 from .core import BadInput, ErrorLog, read_csv_file, write_csv, resolve_precision, main_process
 from .metrics import binary_metrics
 from .report import write_table
-from .modelio import ModelRecord, HEAD_ARGS, get_arch, save_model, fetch_pretrained, read_record
+from .modelio import ModelRecord, save_model, read_record
+from .archs import HEAD_ARGS, get_arch, fetch_pretrained
 from .run import Run
 from .loaders import cls_dls, test_dl
 from .fit import Phase, Checkpoints, fit_phases, fine_tune_phases, data_parallel, solo
 
 # %% auto #0
-__all__ = ['BF16Autocast', 'class_weights', 'stroke_f1', 'norm_stats', 'make_learner', 'train', 'classifier_record', 'fp32_probs']
+__all__ = ['BF16Autocast', 'class_weights', 'stroke_f1', 'norm_stats', 'make_learner', 'train', 'classifier_record', 'fp32_probs',
+           'train_classifiers']
 
 # %% ../nbs/21_classify.ipynb #a63fac0d
 class BF16Autocast(Callback):
@@ -62,8 +65,9 @@ def norm_stats(dls)->list|None:
     return None
 
 # %% ../nbs/21_classify.ipynb #55cc6171
+@delegates(vision_learner)
 def make_learner(dls,                  # from `loaders.cls_dls`
-                 arch:str='resnet34',  # a key of `modelio.CLASSIFIER_ARCHS`
+                 arch:str='resnet34',  # a key of `archs.CLASSIFIER_ARCHS`
                  pretrained:bool=True, # ImageNet weights (fetched once)
                  loss_weights=None,    # class weights [normal, stroke] for weighted cross-entropy, or None
                  precision:str='auto', # `core.PRECISIONS`
@@ -81,8 +85,9 @@ def make_learner(dls,                  # from `loaders.cls_dls`
     return learn
 
 # %% ../nbs/21_classify.ipynb #6827247f
+@delegates(make_learner)
 def train(dls,                     # from `loaders.cls_dls`
-          arch:str='resnet34',     # a key of `modelio.CLASSIFIER_ARCHS`
+          arch:str='resnet34',     # a key of `archs.CLASSIFIER_ARCHS`
           epochs:int=20,           # seed: 20
           lr:float=None,           # base lr (default 2e-3 fine_tune, 1e-3 from scratch)
           pretrained:bool=True,    # ImageNet weights + fine_tune; False: from scratch + fit_one_cycle
@@ -151,36 +156,35 @@ def _finished(L, arch, probs, t1)->bool:
     except Exception: return False
     return probs is not None and arch in probs and len(t1) > 0 and arch in set(t1.model)
 
-@patch
-def train_classifiers(self:Run,
+def train_classifiers(run:Run,
                       archs=None,         # the architectures to train (default: all of `config.classifiers.archs`)
                       overwrite:bool=False, # retrain from scratch: first remove these architectures' models and checkpoints
                       cbs=None,           # more fastai callbacks for every fit
                      )->dict:             # probs (every slice, one column per model), table1
     "The classifier stage: train each architecture (finished ones kept, an interrupted one continued), save it to models/classifiers/<arch>/, record P(stroke) for every slice and Table 1"
-    cfg, L = self.cfg, self.layout
+    cfg, L = run.cfg, run.layout
     archs = list(archs or cfg.classifiers.archs)
-    lw = class_weights(self.rows) if cfg.classifiers.weighted_loss else None
+    lw = class_weights(run.rows) if cfg.classifiers.weighted_loss else None
     probs = read_csv_file(L.probs, dtype={'image_id': str}) if L.probs.exists() else None
     t1f = L.metrics/'table1_training.csv'
     t1 = read_csv_file(t1f) if t1f.exists() else pd.DataFrame()
     cache, errors = {}, ErrorLog()
-    tr = self.rows[(self.rows.split == 'train') & (self.rows.png.notna() | self.rows.dicom.notna())]
+    tr = run.rows[(run.rows.split == 'train') & (run.rows.png.notna() | run.rows.dicom.notna())]
     if missing := [n for k, n in ((0, 'normal'), (1, 'stroke')) if not (tr.stroke.astype(int) == k).any()]:
         raise BadInput(cfg.data.root, f"no {' and no '.join(missing)} slice in the training split: the classifiers learn to tell stroke from normal and need both")
     if overwrite and main_process():   # starting over: no old model may survive an interruption of the retraining
         for arch in archs:
             for d in (L.models.classifier(arch), L.checkpoints(f'classifiers/{arch}')): shutil.rmtree(d, ignore_errors=True)
-        self.log(f"starting over (overwrite): removed the models and checkpoints of {', '.join(archs)}")
+        run.log(f"starting over (overwrite): removed the models and checkpoints of {', '.join(archs)}")
     for arch in archs:
         if _finished(L, arch, probs, t1):
-            self.log(f'classifier {arch}: finished earlier, skipped'); continue
+            run.log(f'classifier {arch}: finished earlier, skipped'); continue
         ckpt = L.checkpoints(f'classifiers/{arch}')
-        if (ckpt/'last.pth').is_file(): self.log(f'classifier {arch}: continuing from its checkpoint ({ckpt})')
+        if (ckpt/'last.pth').is_file(): run.log(f'classifier {arch}: continuing from its checkpoint ({ckpt})')
         s = cfg.classifiers.arch(arch)
-        if (s['size'], s['bs']) not in cache: cache[(s['size'], s['bs'])] = _probs_dl(self.rows, s['size'], s['bs'], cfg, errors, self.device)
+        if (s['size'], s['bs']) not in cache: cache[(s['size'], s['bs'])] = _probs_dl(run.rows, s['size'], s['bs'], cfg, errors, run.device)
         dls, rows, dl = cache[(s['size'], s['bs'])]
-        self.log(f"classifier {arch}: {s['size']} px, batch {s['bs']}, {s['epochs']} epochs, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices")
+        run.log(f"classifier {arch}: {s['size']} px, batch {s['bs']}, {s['epochs']} epochs, {len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices")
         learn = train(dls, arch, epochs=s['epochs'], lr=s['lr'], pretrained=cfg.pretrained, loss_weights=lw,
                       precision=cfg.precision, seed=cfg.seed, ckpt=ckpt, resume=not overwrite, cbs=cbs)
         if not main_process(): continue   # a data-parallel run: the main process predicts and writes
@@ -193,12 +197,12 @@ def train_classifiers(self:Run,
         write_csv(L.probs, probs.assign(stroke=probs.stroke.astype(int)))
         t1 = pd.concat([t1[t1.model != arch] if len(t1) else t1, pd.DataFrame([row])]).reset_index(drop=True)
         t1 = t1.set_index('model').loc[[a for a in cfg.classifiers.archs if a in set(t1.model)]].reset_index()
-        write_table(t1, L.metrics, 'table1_training', self.metadata())
+        write_table(t1, L.metrics, 'table1_training', run.metadata())
         shutil.rmtree(ckpt, ignore_errors=True)   # the saved model holds the best epoch
         for d in (ckpt.parent, ckpt.parent.parent):   # checkpoints/classifiers, then checkpoints/, once empty
             with contextlib.suppress(OSError): d.rmdir()
         del learn
     if not main_process(): return dict(probs=None, table1=t1)   # a data-parallel run's other processes: nothing to record
-    n_err = self.log_errors(errors)
-    self.record(classifiers=dict(archs=list(t1.model), unreadable=n_err))
+    n_err = run.log_errors(errors)
+    run.record(models=True, classifiers=dict(archs=list(t1.model), unreadable=n_err))
     return dict(probs=probs, table1=t1)

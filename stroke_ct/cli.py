@@ -88,25 +88,23 @@ def _demo(a):
     return 0
 
 def _train_config(a):
-    "The configuration `stroke-ct train` runs with: --config, else the run's own, else --preset; then the overrides"
-    from stroke_ct.run import RunConfig
-    if a.config: cfg = RunConfig.load(a.config)
-    elif (Path(a.out)/'config.json').exists() and not a.preset: cfg = RunConfig.load(Path(a.out)/'config.json')
-    else: cfg = RunConfig.preset(a.preset or 'seed')
+    "The configuration `stroke-ct train` runs with (`run.run_config`): --config, else --preset, else the run's own, else teknofest; then the overrides"
+    from stroke_ct.run import RunConfig, run_config
     kw = {k: v for k, v in dict(seed=a.seed, pretrained=a.pretrained).items() if v is not None}
     sets = list(a.set or [])
     if a.epochs is not None: sets.append(f'classifiers.epochs={a.epochs}')
     if a.archs: sets.append('classifiers.archs=' + ','.join(a.archs))
     if a.palette: sets.append(f'data.palette={a.palette}')
-    return cfg.set(*sets, **kw)
+    return run_config(a.out, RunConfig.load(a.config) if a.config else None, a.preset, sets, **kw)
 
 def _train(a):
-    from stroke_ct.pipeline import train, STAGES
-    try: r = train(a.data_root, a.out, config=_train_config(a), manifest=a.manifest, stages=a.stage or STAGES, overwrite=a.overwrite)
+    from stroke_ct.pipeline import train, stage_names
+    stages = stage_names(a.stage)   # the names of `pipeline.STAGES`; an unknown one is refused, listing them
+    try: r = train(a.data_root, a.out, config=_train_config(a), manifest=a.manifest, stages=stages, overwrite=a.overwrite)
     except KeyboardInterrupt:
         print(f'interrupted: the finished epochs are kept in {a.out}; run the same command again to continue: stroke-ct train {a.data_root} {a.out}', file=sys.stderr)
         return 130
-    print(f"finished {', '.join(a.stage or STAGES)} in {r['seconds']['total']:.0f} s; run folder: {a.out}")
+    print(f"finished {', '.join(stages)} in {r['seconds']['total']:.0f} s; run folder: {a.out}")
     return 0
 
 def _predict(a):
@@ -200,12 +198,14 @@ def _train_args(sub):
     s.add_argument('data_root', help='the dataset folder (official or public-release layout, or class folders)')
     s.add_argument('out', help='run folder (config.json, models/, metrics/, figures/, report.md)')
     s.add_argument('--config', default=None, help="a config.json to run with (e.g. another run's, to reproduce it)")
-    s.add_argument('--preset', default=None, choices=['seed', 'demo', 'quick'],
-                   help="start from a preset configuration (default: the run folder's own config.json, else seed)")
+    s.add_argument('--preset', default=None,
+                   help="start from a preset configuration: teknofest (the original entry's), demo or quick (`run.PRESETS`; "
+                        "default: the run folder's own config.json, else teknofest)")
     s.add_argument('--set', action='append', metavar='NAME=VALUE',
                    help='change one setting by its dotted name, e.g. --set unet.epochs=5 (repeatable)')
-    s.add_argument('--stage', action='append', choices=['classifiers', 'vote', 'unet', 'evaluate', 'report'],
-                   help='run only this stage (repeatable; default: all, in order)')
+    s.add_argument('--stage', action='append',
+                   help='run only this stage, a name of `stroke_ct.pipeline.STAGES` (repeatable; default: all, in order; '
+                        'an unknown name is answered with the list)')
     s.add_argument('--manifest', default=None, help="a manifest CSV (default: the folder's own, else the official one)")
     s.add_argument('--seed', type=int, default=None, help='change the seed (same as --set seed=N)')
     s.add_argument('--epochs', type=_positive, default=None, help='classifier epochs (same as --set classifiers.epochs=N)')
@@ -341,6 +341,6 @@ def main(argv=None)->int:
         print(f'stroke-ct {a.cmd}: error: {e}', file=sys.stderr); return 2
 
     except RuntimeError as e:
-        wu = getattr(sys.modules.get('stroke_ct.modelio'), 'WeightsUnavailable', ())
+        wu = getattr(sys.modules.get('stroke_ct.archs'), 'WeightsUnavailable', ())
         if not isinstance(e, wu): raise
         print(f'stroke-ct {a.cmd}: error: {e}', file=sys.stderr); return 2

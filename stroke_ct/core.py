@@ -15,8 +15,8 @@ from fastcore.basics import AttrDict
 __all__ = ['PRECISIONS', 'COLAB_DRIVE', 'scratch_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_png',
            'file_hash', 'torch_threads', 'cpu_has_bf16', 'get_device', 'resolve_precision', 'BadInput', 'escape_text',
            'ErrorLog', 'read_csv_file', 'read_json_file', 'check_out', 'folder_lock', 'check_owned', 'claim_out',
-           'publish_outputs', 'shared_data', 'data_dir', 'runs_dir', 'notebook_platform', 'notebook_setup',
-           'colab_setup', 'main_process']
+           'publish_outputs', 'data_dir', 'runs_dir', 'notebook_platform', 'notebook_setup', 'colab_setup',
+           'main_process']
 
 # %% ../nbs/00_core.ipynb #a3b48df3
 _scratch = []            # (pid, folder) for every scratch_dir made
@@ -210,23 +210,18 @@ def folder_lock(path:str|Path,             # the folder to lock (made when missi
                 name:str='.stroke_ct.lock', # the lock file inside it
                ):
     "Hold an exclusive lock on `path` for the block; `OSError` (EBUSY) at once if another process holds it"
+    from filelock import FileLock, Timeout
     p = Path(path); p.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p/name, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(p/name, timeout=0)
+    try: lock.acquire()
+    except Timeout:
+        try: other = (p/name).read_text(errors='replace').strip() or '?'
+        except OSError: other = '?'
+        raise OSError(errno.EBUSY, f'in use by another stroke-ct process (pid {other}); wait for it to finish or use another folder', str(p)) from None
     try:
-        try: _lock_fd(fd)
-        except OSError:
-            os.lseek(fd, 0, os.SEEK_SET); other = os.read(fd, 64).decode(errors='replace').strip() or '?'
-            raise OSError(errno.EBUSY, f'in use by another stroke-ct process (pid {other}); wait for it to finish or use another folder', str(p)) from None
-        os.ftruncate(fd, 0); os.lseek(fd, 0, os.SEEK_SET); os.write(fd, str(os.getpid()).encode())
+        (p/name).write_text(str(os.getpid()))   # who holds it, for the message another process gets
         yield p
-    finally: os.close(fd)   # closing releases the lock
-
-def _lock_fd(fd):
-    "Take an exclusive, non-blocking lock on the open file `fd` (OSError when taken)"
-    try: import fcntl
-    except ImportError:   # Windows
-        import msvcrt; msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    else: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally: lock.release()
 
 # %% ../nbs/00_core.ipynb #2b24d5d8
 def check_owned(out:Path,         # the output folder
@@ -262,18 +257,6 @@ def publish_outputs(stage:Path, out:Path, outputs:tuple)->str|None:
     for n in outputs:
         if (stage/n).exists(): os.replace(stage/n, out/n)
     return str(out/'previous') if old else None
-
-# %% ../nbs/00_core.ipynb #523f9612
-def shared_data(sub:str='', # a path inside the shared data folder
-               )->Path|None:
-    "Path of `../shared/data/<sub>` beside the checkout (or `$STROKE_CT_SHARED_DATA`), or `None` if absent"
-    env = os.environ.get('STROKE_CT_SHARED_DATA')
-    cands = [Path(env)] if env else [p/'shared'/'data' for p in [Path.cwd(), *Path.cwd().parents]]
-    for c in cands:
-        if (c/'README.md').exists() or (env and c.exists()):
-            p = c/sub
-            return p if p.exists() else None
-    return None
 
 # %% ../nbs/00_core.ipynb #c305fd4d
 def data_dir()->Path:

@@ -4,26 +4,26 @@
 
 # %% ../nbs/53_evaluate.ipynb #e7a10005
 from __future__ import annotations
+from fastcore.meta import delegates
 import json, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from matplotlib.figure import Figure
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, ErrorLog, write_csv, write_json, write_text, get_device, check_owned, claim_out, publish_outputs
-from .metrics import binary_table, binary_metrics, METRICS
-from .report import write_table, save_fig, plot_confusion, to_markdown, run_metadata
+from .metrics import binary_metrics
+from .report import write_table, save_fig, run_metadata, blocks_markdown
+from .figures import plot_confusion, plot_roc, plot_reliability
 from .data.layout import resolve, read_manifest, SPLITS
 from .data.splits import build_manifest
 from .data.masks import read_mask, check_palette
 from .data.synth import phantom_info
-from .modelio import RunLayout, require_complete
+from .runlayout import RunLayout, require_complete
 from .run import RunConfig
-from .infer import AS_TRAINED, ModelSet, load_models, slice_batches, classify_batch, combine_votes, predict_masks
-from .scoring import evaluate_masks, apply_gate
+from .infer import AS_TRAINED, ModelSet, load_models, slice_batches, classify_batch, predict_masks
+from .scoring import vote_variants, classification_table, gated_scores, table2_blocks, seg_blocks
 
 # %% auto #0
-__all__ = ['VOTE_ROWS', 'OUTPUTS', 'labelled_rows', 'classify_rows', 'vote_variants', 'classification_table', 'roc_points',
-           'reliability', 'plot_roc', 'plot_reliability', 'evaluate', 'evaluate_cli']
+__all__ = ['OUTPUTS', 'labelled_rows', 'classify_rows', 'evaluate', 'evaluate_cli']
 
 # %% ../nbs/53_evaluate.ipynb #e7a10009
 def _folder_rows(root:Path, palette, split, notes:list)->pd.DataFrame:
@@ -73,94 +73,9 @@ def classify_rows(models:ModelSet,    # `infer.load_models(RUN/models)`
             if b['i']: P[:, b['i']] = classify_batch(b, models.classifiers, plan)
     return P, log
 
-VOTE_ROWS = {'hard': 'hard_vote', 'soft': 'soft_vote', 'weighted': 'weighted_soft_vote'}
-
-def vote_variants(P:np.ndarray,  # P(stroke), models x slices, NaN where a model did not answer
-                  names,         # model names, in row order
-                  ens,           # the run's `modelio.EnsembleRecord`
-                 )->dict:        # row name -> dict(pred, score, threshold)
-    "Predictions and scores of every model (at 0.5) and every vote the run recorded, the chosen one as `predict` makes it"
-    out = {n: dict(pred=(p >= .5).astype(int), score=p, threshold=.5) for n, p in zip(names, P)}
-    v = np.where(np.isnan(P), np.nan, (P >= .5).astype(float))
-    hard, _ = combine_votes(P, names, 'hard', .5)
-    out['hard_vote'] = dict(pred=hard, score=np.nanmean(v, 0), threshold=.5)
-    soft, sp = combine_votes(P, names, 'soft', .5)
-    out['soft_vote'] = dict(pred=soft, score=sp, threshold=.5)
-    w = ens.weights or ens.vote_weights
-    if w: out['weighted_soft_vote'] = dict(zip(('pred', 'score'), combine_votes(P, names, 'weighted', .5, w)), threshold=.5)
-    if ens.valid_threshold is not None:
-        out['soft_vote@sens'] = dict(pred=(sp >= ens.valid_threshold).astype(int), score=sp, threshold=float(ens.valid_threshold))
-    chosen = ens.chosen if ens.chosen in out else VOTE_ROWS[ens.vote]
-    pred, score = combine_votes(P, names, ens.vote, ens.threshold, ens.weights)    # exactly predict's decision
-    out[chosen] = dict(pred=pred, score=out.get(chosen, {}).get('score', score), threshold=float(ens.threshold), chosen=True)
-    return out
-
-# %% ../nbs/53_evaluate.ipynb #e7a1000d
-def classification_table(y,            # truth, 0/1 per slice
-                         variants:dict, # from `vote_variants` (rows already restricted to scored slices)
-                         names,        # the model names (the other rows are votes)
-                         n_boot:int=1000, seed:int=0,
-                        )->pd.DataFrame: # one row per model and vote: metrics with _lo/_hi, tp fp fn tn, n
-    "Table 2 (metrics with bootstrap intervals and confusion counts) of every model and vote on `y`"
-    y, rows = np.asarray(y, int), []
-    for k, v in variants.items():
-        ok = ~np.isnan(np.asarray(v['score'], float))          # a model that did not answer a slice is not scored on it
-        yt, yp, ys = y[ok], np.asarray(v['pred'], int)[ok], np.asarray(v['score'], float)[ok]
-        b = binary_table(yt, yp, ys if len(np.unique(yt)) == 2 else None, n_boot=n_boot, seed=seed, zero_division=np.nan)
-        m = binary_metrics(yt, yp)
-        r = dict(model=k, kind='model' if k in names else 'ensemble', threshold=v['threshold'], chosen=bool(v.get('chosen', False)))
-        for mt in METRICS:
-            r.update({mt: b.loc[mt, 'value'] if mt in b.index else np.nan, f'{mt}_lo': b.loc[mt, 'lo'] if mt in b.index else np.nan,
-                      f'{mt}_hi': b.loc[mt, 'hi'] if mt in b.index else np.nan})
-        rows.append({**r, **{c: int(m[c]) for c in ('tp', 'fp', 'fn', 'tn')}, 'n': int(ok.sum())})
-    return pd.DataFrame(rows)
-
-# %% ../nbs/53_evaluate.ipynb #e7a1000f
-def roc_points(y, score)->tuple:
-    "(false positive rate, true positive rate) at every threshold, from (0, 0) to (1, 1)"
-    y, s = np.asarray(y, int), np.asarray(score, float)
-    o = np.argsort(-s, kind='stable')
-    y, s = y[o], s[o]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]        # the last slice of each distinct score
-    tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]
-    return np.r_[0., fp/max(fp[-1], 1)], np.r_[0., tp/max(tp[-1], 1)]
-
-def reliability(y, score, n_bins:int=10)->pd.DataFrame:
-    "Per probability bin: mean predicted probability, observed stroke rate and count (empty bins left out)"
-    y, s = np.asarray(y, float), np.asarray(score, float)
-    b = np.clip((s*n_bins).astype(int), 0, n_bins - 1)
-    d = pd.DataFrame({'bin': b, 'p': s, 'y': y}).groupby('bin').agg(predicted=('p', 'mean'), observed=('y', 'mean'), n=('y', 'size'))
-    return d.reset_index()
-
-def plot_roc(y, variants:dict, title:str='')->Figure:
-    "ROC curves of every variant, AUC in the legend"
-    fig = Figure(figsize=(5, 4.6)); ax = fig.add_subplot()
-    for k, v in variants.items():
-        ok = ~np.isnan(np.asarray(v['score'], float))
-        if len(np.unique(np.asarray(y)[ok])) < 2: continue
-        fpr, tpr = roc_points(np.asarray(y)[ok], np.asarray(v['score'])[ok])
-        auc = binary_metrics(np.asarray(y)[ok], np.asarray(v['pred'])[ok], np.asarray(v['score'])[ok])['roc_auc']
-        ax.plot(fpr, tpr, lw=2.5 if v.get('chosen') else 1, label=f'{k} (AUC {auc:.2f})' + (' chosen' if v.get('chosen') else ''))
-    ax.plot([0, 1], [0, 1], 'k:', lw=.8)
-    ax.set_xlabel('1 - specificity'); ax.set_ylabel('sensitivity'); ax.set_title(title or 'ROC'); ax.legend(fontsize=7, loc='lower right')
-    return fig
-
-def plot_reliability(y, variants:dict, n_bins:int=10, title:str='')->Figure:
-    "Reliability diagram: observed stroke rate against mean predicted probability, per bin"
-    fig = Figure(figsize=(5, 4.6)); ax = fig.add_subplot()
-    for k, v in variants.items():
-        ok = ~np.isnan(np.asarray(v['score'], float))
-        r = reliability(np.asarray(y)[ok], np.asarray(v['score'])[ok], n_bins)
-        ax.plot(r.predicted, r.observed, 'o-', ms=3, lw=2.5 if v.get('chosen') else 1, label=k)
-    ax.plot([0, 1], [0, 1], 'k:', lw=.8)
-    ax.set_xlim(0, 1); ax.set_ylim(0, 1)
-    ax.set_xlabel('predicted probability of stroke'); ax.set_ylabel('observed rate of stroke'); ax.set_title(title or 'reliability')
-    ax.legend(fontsize=7, loc='upper left')
-    return fig
-
 # %% ../nbs/53_evaluate.ipynb #e7a10013
-def _segment(M, rows, chosen, plan, out_dir, n_boot, seed, log, progress)->dict|None:
-    "U-Net scores on the rows with a mask, alone and gated by the chosen vote; None when there is no U-Net or no mask"
+def _segment(M, rows, chosen, plan, out_dir, n_boot, seed, log, progress)->tuple|None:
+    "U-Net scores on the rows with a mask, alone and gated by the chosen vote (`scoring.gated_scores`); None when there is no U-Net or no mask"
     seg = rows[rows['mask'].notna()].reset_index(drop=True)
     if M.unet is None or not len(seg): return None
     truths, keep = [], []
@@ -177,11 +92,11 @@ def _segment(M, rows, chosen, plan, out_dir, n_boot, seed, log, progress)->dict|
     ids = seg.image_id.iloc[ok].astype(str).tolist()
     preds, truths = [preds[i] for i in ok], [truths[i] for i in ok]
     gate = seg.image_id.iloc[ok].map(chosen).fillna(1).astype(int).to_numpy()
-    res = {}
-    for nm, p in (('unet', preds), ('gated', apply_gate(preds, gate, ids))):
-        per, summ = evaluate_masks(p, truths, ids, out_dir, stem=f'seg_{nm}', n_boot=n_boot)
-        res[nm] = dict(per=per, summary=summ)
-    return res
+    res, g = gated_scores(preds, truths, ids, gate, n_boot=n_boot)
+    for nm, r in res.items():
+        write_table(r['per'], out_dir, f'seg_{nm}_per_image'); write_table(r['summary'], out_dir, f'seg_{nm}_summary')
+    write_table(g, out_dir, 'seg_gating')
+    return res, g
 
 # %% ../nbs/53_evaluate.ipynb #e7a10015
 def _phantom_run(models_dir:Path)->bool:
@@ -196,32 +111,23 @@ def _models_table(M)->pd.DataFrame:
                               sha256=(m.rec.sha256 or '')[:12]) for m in M.all])
 
 def _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs)->Path:
-    "Write OUT/report.md"
+    "Write OUT/report.md from report blocks (Table 2 and the segmentation tables are `scoring`'s, as in a run's report)"
     counts = rows.subtype.value_counts().to_dict()
-    L = ['# stroke_ct evaluation\n\n',
-         f"Models: `{M.layout.root}` ({len(M.classifiers)} classifiers{', a U-Net' if M.unet else ', no U-Net'}; vote "
-         f"`{M.ensemble.chosen or M.ensemble.vote}`, threshold {M.ensemble.threshold:.3f}), as trained (fp32).\n\n",
-         'Data: ' + '; '.join(f'`{d}` (mask palette {p})' for d, p in zip(data, palettes)) +
-         f"{'' if split is None else f', split {split}'}: {len(rows) + n_err} labelled slices "
-         f"({', '.join(f'{k} {v}' for k, v in counts.items())} scored). Slices that could not be read, left out of every "
-         f"score: {n_err}" + (' (listed in [errors.csv](errors.csv)).\n\n' if n_err else '.\n\n')]
-    if phantom: L.append('> **Models trained on synthetic phantoms.** They have never seen a patient: expect poor numbers on real CT. '
-                         'This report shows how such a measurement is made, not how good a model trained on real data would be.\n\n')
-    if notes: L += ['Notes:\n\n'] + [f'- {o}\n' for o in notes] + ['\n']
-    L.append(to_markdown(_models_table(M), '.3f') + '\n')
-    t = table.copy()
-    for m in ('f1', 'sensitivity', 'specificity'): t[m] = [f'{v:.3f} [{l:.3f}, {h:.3f}]' for v, l, h in zip(t[m], t[m+'_lo'], t[m+'_hi'])]
-    L += ['## Classification (Table 2 on this data)\n\n', to_markdown(t[['model', 'f1', 'sensitivity', 'specificity', 'accuracy', 'roc_auc', 'threshold', 'n', 'chosen']], '.3f'),
-          '\nIntervals: 95% percentile bootstrap over slices. Empty: undefined on this data (one class only).\n\n']
-    for nm in figs: L.append(f'![{nm}](figures/{nm}.png)\n')
-    if seg:
-        s = pd.DataFrame({nm: r['summary'].set_index('metric')['value'] for nm, r in seg.items()})
-        s = s.loc[[k for k in ('dice_hemorrhage', 'dice_ischemia', 'mean_dice', 'iou_hemorrhage', 'iou_ischemia', 'mean_iou', 'competition_iou') if k in s.index]]
-        L += [f"\n## Segmentation ({len(seg['unet']['per'])} slices with a mask)\n\n", to_markdown(s.reset_index(), '.3f'),
-              '\n`gated`: masks blanked where the chosen vote says normal, as the competition pipeline hands them in.\n']
-    elif M.unet is None: L.append('\n## Segmentation\n\nNo U-Net in this models folder (a classification-only run).\n')
-    else: L.append('\n## Segmentation\n\nNo slice of this data has a mask.\n')
-    return write_text(Path(out)/'report.md', ''.join(L))
+    b = [('h1', 'stroke_ct evaluation'),
+         ('p', f"Models: `{M.layout.root}` ({len(M.classifiers)} classifiers{', a U-Net' if M.unet else ', no U-Net'}; vote "
+               f"`{M.ensemble.chosen or M.ensemble.vote}`, threshold {M.ensemble.threshold:.3f}), as trained (fp32)."),
+         ('p', 'Data: ' + '; '.join(f'`{d}` (mask palette {p})' for d, p in zip(data, palettes)) +
+               f"{'' if split is None else f', split {split}'}: {len(rows) + n_err} labelled slices "
+               f"({', '.join(f'{k} {v}' for k, v in counts.items())} scored). Slices that could not be read, left out of every "
+               f"score: {n_err}" + (' (listed in [errors.csv](errors.csv)).' if n_err else '.'))]
+    if phantom: b.append(('quote', '**Models trained on synthetic phantoms.** They have never seen a patient: expect poor numbers on real CT. '
+                                   'This report shows how such a measurement is made, not how good a model trained on real data would be.'))
+    if notes: b.append(('p', 'Notes:\n\n' + '\n'.join(f'- {o}' for o in notes)))
+    b += [('table', _models_table(M))] + table2_blocks(table, 'this data') + [('figure', f'figures/{nm}.png', nm) for nm in figs]
+    if seg: b += seg_blocks(seg[1], seg[0]['unet']['summary'], f"{len(seg[0]['unet']['per'])} slices with a mask")
+    elif M.unet is None: b += [('h2', 'Segmentation'), ('p', 'No U-Net in this models folder (a classification-only run).')]
+    else: b += [('h2', 'Segmentation'), ('p', 'No slice of this data has a mask.')]
+    return write_text(Path(out)/'report.md', blocks_markdown(b))
 
 OUTPUTS = ('metrics', 'figures', 'predictions.csv', 'errors.csv', 'report.md', 'evaluate.json')   # what evaluate writes, evaluate.json last
 
@@ -234,7 +140,7 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
              bs:int=16,            # slices per batch
              seed:int=0,           # bootstrap seed
              device=None,          # where the models run (default `core.get_device()`)
-             allow_partial:bool=False, # score an unfinished models folder (`modelio.require_complete`), saying what is missing
+             allow_partial:bool=False, # score an unfinished models folder (`runlayout.require_complete`), saying what is missing
              progress:bool=True,
             )->dict:               # summary: counts, the chosen vote's metrics, paths
     "Score a run's models on labelled folders: Table 2 per model and vote, figures, segmentation where masks exist, report.md"
@@ -265,7 +171,7 @@ def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, devi
     n_err = len({r['file'] for r in log.rows})
     if not len(rows): raise BadInput(data[0] if len(data) == 1 else 'data', f'no slice could be scored ({n_err} unreadable)')
     y, names = rows.stroke.astype(int).to_numpy(), M.names
-    variants = vote_variants(P, names, M.ensemble)
+    variants = vote_variants(P, names, ens=M.ensemble)
     meta = run_metadata(models=str(M.layout.root), data=[str(d) for d in data], palettes=[str(p) for p in palettes], split=split,
                         n_scored=len(rows), n_unreadable=n_err, ensemble=M.ensemble.to_dict())
     table = classification_table(y, variants, names, n_boot, seed)
@@ -290,14 +196,15 @@ def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, devi
     paths['report'] = _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs)
     summ = dict(n_scored=len(rows), n_unreadable=n_err, labels=rows.subtype.value_counts().to_dict(), chosen=ch.model,
                 f1=float(ch.f1), sensitivity=float(ch.sensitivity), specificity=float(ch.specificity),
-                lesion_dice=None if not seg else float(seg['unet']['summary'].set_index('metric').loc['mean_dice', 'value']),
-                competition_iou=None if not seg else float(seg['unet']['summary'].set_index('metric').loc['competition_iou', 'value']),
+                lesion_dice=None if not seg else float(seg[0]['unet']['summary'].set_index('metric').loc['mean_dice', 'value']),
+                competition_iou=None if not seg else float(seg[0]['unet']['summary'].set_index('metric').loc['competition_iou', 'value']),
                 phantom_models=phantom, notes=notes, missing_models=missing, seconds=round(time.time() - t0, 1),
                 paths={k: str(final/Path(v).relative_to(out)) for k, v in paths.items()})
     write_json(out/'evaluate.json', dict(summary=summ, meta=meta))
     summ['moved_aside'] = publish_outputs(out, final, OUTPUTS)
     return summ
 
+@delegates(evaluate)
 def evaluate_cli(models, data, out, **kwargs)->tuple: # (exit code, summary line)
     "Run `evaluate` for the CLI: exit code 0 when every labelled slice was scored by a finished run's models, 1 when some could not be read or models were missing"
     s = evaluate(models, data, out, **kwargs)

@@ -16,8 +16,9 @@ from fastprogress.fastprogress import progress_bar
 from .core import BadInput, ErrorLog, get_device, resolve_precision
 from .data.dicom import read_slice, resize_slice, sniff
 from .data.masks import resize_mask
-from .modelio import (ModelRecord, ModelsLayout, EnsembleRecord, VOTES, load_model, read_ensemble, build_model,
-                               save_model, HEAD_ARGS)
+from .modelio import ModelRecord, EnsembleRecord, VOTES, load_model, read_ensemble, build_model, save_model
+from .runlayout import ModelsLayout
+from .archs import HEAD_ARGS
 
 # %% auto #0
 __all__ = ['Plan', 'AS_TRAINED', 'DTYPES', 'CPU_BS', 'ModelSpec', 'ModelSet', 'load_models', 'SliceDataset', 'collate_slices',
@@ -111,7 +112,7 @@ class SliceDataset(Dataset):
             for w, s in self.keys:
                 rw = 'brain' if kind == 'png' else w   # a PNG is already brain-windowed
                 if rw not in arrs: arrs[rw] = read_slice(fn, window=rw)
-                xs[(w, s)] = torch.from_numpy(np.ascontiguousarray(_resize3(arrs[rw], s)))
+                xs[(w, s)] = torch.from_numpy(np.require(_resize3(arrs[rw], s), requirements=['C', 'W']))   # contiguous and writable (a decoded PNG can be read-only)
             hw = next(iter(arrs.values())).shape[:2]
             return dict(i=i, file=str(fn), kind=kind, hw=tuple(hw), x=xs)
         except Exception as e:

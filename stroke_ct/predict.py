@@ -4,6 +4,7 @@
 
 # %% ../nbs/51_predict.ipynb #9cd3e3a0
 from __future__ import annotations
+from fastcore.meta import delegates
 import functools, io, os, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,8 @@ from .core import (BadInput, ErrorLog, atomic_path, write_csv, write_text, write
 from .data.dicom import find_slices, DICOM_SUFFIXES, JPEG_SUFFIXES
 from .data.layout import scan_layout
 from .data.masks import save_mask, resize_mask
-from .modelio import VOTES, RunLayout, require_complete
+from .modelio import VOTES
+from .runlayout import RunLayout, require_complete
 from .run import RunConfig, PredictConfig
 from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch, combine_votes
 from .quantize import choose_precision
@@ -162,7 +164,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
             device=None,             # default: CUDA if available, else CPU
             models=None,             # already loaded models (`infer.load_models`), to skip loading
             fallback:int|None=None,  # stage1.txt answer for slices that could not be read (None: leave them out)
-            allow_partial:bool=False,# predict with an unfinished models folder (`modelio.check_complete`), saying what is missing
+            allow_partial:bool=False,# predict with an unfinished models folder (`runlayout.check_complete`), saying what is missing
             progress:bool=True,      # show a progress bar
            )->dict:                  # summary: counts, n_failed, n_skipped, seconds, images_per_s, precision, missing_models, ...
     "Classify (ensemble) and segment unseen slices; write stage1.csv/.txt, masks/<id>.png, errors.csv, skipped.csv"
@@ -230,6 +232,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
     return summ
 
 # %% ../nbs/51_predict.ipynb #38d71661
+@delegates(predict)
 def predict_cli(inputs,                 # PNG/DICOM files and/or folders (`stroke-ct predict INPUT...`)
                 models_dir,             # `--models DIR`
                 out,                    # `--out OUT`

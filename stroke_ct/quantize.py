@@ -13,7 +13,7 @@ from torch import nn
 from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, file_hash, write_json, write_csv, cpu_has_bf16, get_device, resolve_precision, PRECISIONS
-from .modelio import ModelsLayout, require_complete
+from .runlayout import ModelsLayout, require_complete
 from .run import Run
 from .infer import ModelSpec, ModelSet, AS_TRAINED, CPU_BS, load_models, inference_model, model_input, slice_batches
 if TYPE_CHECKING: import openvino   # for annotations; the int8 extra is imported where it is used
@@ -259,7 +259,7 @@ def quantize_run(run,                 # a run folder (with config.json and model
                  names=None,          # only these models (classifier names and/or 'unet'; default all)
                  max_prob_change:float=MAX_PROB_CHANGE,   # a classifier's copy is used only if no P(stroke) moves more
                  max_pixel_change:float=MAX_PIXEL_CHANGE, # the U-Net's only if no larger share of pixels changes class
-                 allow_partial:bool=False, # quantize an unfinished run's models (`modelio.require_complete`)
+                 allow_partial:bool=False, # quantize an unfinished run's models (`runlayout.require_complete`)
                  progress:bool=True,
                 )->pd.DataFrame:      # one row per model: accepted, preset, check, batch size, seconds
     "int8 copies of every model of `run`, calibrated on its validation split, checked, written to RUN/models/int8/"

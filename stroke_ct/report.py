@@ -8,12 +8,11 @@ import json, math, platform, subprocess, importlib.metadata
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
-from matplotlib.figure import Figure
 import stroke_ct
 from .core import atomic_path, write_text
 
 # %% auto #0
-__all__ = ['run_metadata', 'to_markdown', 'write_table', 'save_fig', 'plot_confusion']
+__all__ = ['run_metadata', 'to_markdown', 'write_table', 'blocks_markdown', 'save_fig']
 
 # %% ../nbs/02_report.ipynb #6a5f7ad0
 def _git_commit(path)->str|None:
@@ -85,6 +84,21 @@ def write_table(df:pd.DataFrame, # the table
                                    for k, v in meta.items()) if meta else '')}
     return {k: write_text(out_dir/f'{stem}.{k}', s) for k, s in texts.items()}
 
+# %% ../nbs/02_report.ipynb #3e1b3774
+def blocks_markdown(blocks, # report blocks: ('h1'|'h2'|'p'|'quote', text), ('table', DataFrame), ('figure', path, caption)
+                    float_fmt:str='.3f')->str:
+    "Report blocks as one markdown text"
+    def md(b):
+        k, v = b[0], b[1]
+        if k == 'h1': return f'# {v}\n\n'
+        if k == 'h2': return f'\n## {v}\n\n'
+        if k == 'quote': return f'> {v}\n\n'
+        if k == 'table': return to_markdown(v, float_fmt)
+        if k == 'figure': return f'\n![{b[2]}]({v})\n'
+        if k == 'p': return f'{v}\n\n'
+        raise ValueError(f'unknown report block {k!r}')
+    return ''.join(map(md, blocks))
+
 # %% ../nbs/02_report.ipynb #4a5fc098
 def save_fig(fig, # a matplotlib Figure
              fn, # target .png file
@@ -93,21 +107,3 @@ def save_fig(fig, # a matplotlib Figure
     "Save `fig` as a PNG at `fn` atomically"
     with atomic_path(fn) as tmp: fig.savefig(tmp, format='png', dpi=dpi, bbox_inches='tight')
     return Path(fn)
-
-# %% ../nbs/02_report.ipynb #5550d0e8
-def plot_confusion(tp:int, fp:int, fn:int, tn:int, # confusion counts (e.g. from `metrics.confusion`)
-                   title:str='', # figure title
-                   labels=('normal', 'stroke'), # class names: negative, positive
-                  )->Figure: # 2x2 matrix, rows truth, columns prediction
-    "Figure of the 2x2 confusion matrix with counts and row percentages"
-    cm = np.array([[tn, fp], [fn, tp]])
-    fig = Figure(figsize=(3.8, 3.4))
-    ax = fig.add_subplot()
-    ax.imshow(cm, cmap='Blues', vmin=0, vmax=max(cm.max(), 1))
-    for (i, j), v in np.ndenumerate(cm):
-        pct = f'\n{100*v/cm[i].sum():.1f}%' if cm[i].sum() else ''
-        ax.text(j, i, f'{v}{pct}', ha='center', va='center', color='white' if v > cm.max()/2 else 'black')
-    ax.set_xticks([0, 1], labels); ax.set_yticks([0, 1], labels)
-    ax.set_xlabel('predicted'); ax.set_ylabel('truth')
-    if title: ax.set_title(title)
-    return fig

@@ -11,8 +11,10 @@ from matplotlib.figure import Figure
 import stroke_ct
 from .core import BadInput, write_text
 from .run import Run
-from .widgets import MaskViewer, ConfusionExplorer
-from . import pipeline  # adds `Run.report_blocks`
+from .modelio import read_ensemble
+from .figures import slice_figure, confusion_figure
+from .review import run_slices, run_viewer_kw, slice_view, confusion_cells, thumbnail, thumb_title, window_name
+from .pipeline import report_blocks
 
 # %% auto #0
 __all__ = ['png_uri', 'md_inline', 'table_html', 'figure_html', 'block_html', 'slice_figures', 'mistake_figures', 'open_run',
@@ -49,7 +51,7 @@ def figure_html(src,         # what `png_uri` takes, or a data URI it made
     return f'<figure><img src="{uri}" alt="{c}"><figcaption>{c}</figcaption></figure>'
 
 def block_html(b:tuple, root)->str:
-    "One block of `Run.report_blocks` as HTML; figures (paths relative to the run folder `root`) go inline"
+    "One block of `pipeline.report_blocks` as HTML; figures (paths relative to the run folder `root`) go inline"
     k, v = b[0], b[1]
     if k in ('h1', 'h2'): return f'<{k}>{md_inline(v)}</{k}>'
     if k == 'quote': return f'<blockquote>{md_inline(v)}</blockquote>'
@@ -58,27 +60,47 @@ def block_html(b:tuple, root)->str:
     return f'<p>{md_inline(v)}</p>'
 
 # %% ../nbs/54_runreport.ipynb #6a2d69b0
+def _f3(x)->str: return 'n/a' if x is None or x != x else f'{x:.3f}'
+
 def slice_figures(run,      # a run folder or `run.Run`
                   n:int=3,  # worst slices, and best slices, to show
                  )->list:   # [(caption, PNG data URI)]
-    "Snapshots of the `n` worst and `n` best segmentation test slices by lesion Dice, as the mask viewer shows them"
-    v = MaskViewer.from_run(run)
-    d = v.all[v.all.dice.notna()] if 'dice' in v.all else v.all.iloc[:0]
-    d = d.sort_values('dice', kind='stable')
+    "Pictures of the `n` worst and `n` best segmentation test slices by lesion Dice, drawn as the mask viewer draws them"
+    r = open_run(run)
+    df, kw = run_slices(r, 'test'), run_viewer_kw(r)
+    d = (df[df.dice.notna()] if 'dice' in df else df.iloc[:0]).sort_values('dice', kind='stable')
     worst = list(d.image_id[:n]); best = [i for i in d.image_id[::-1][:n] if i not in worst]
     out = []
     for tag, ids in (('worst', worst), ('best', best)):
         for k, i in enumerate(ids):
-            v.image_id.value = i
-            out.append((f"{tag} {k+1}: slice {i}, lesion Dice {float(d.set_index('image_id').dice[i]):.3f}", png_uri(v.snapshot())))
+            row = d[d.image_id == i].iloc[0]
+            o = slice_view(row, 'brain', kw['predictor'], palette=r.cfg.data.palette)
+            s = o['scores'] or {}
+            lines = [f"{i} · {row.get('subtype', '')} · image: {o['src']}",
+                     f"Dice: hemorrhage {_f3(s.get('dice_hemorrhage'))} · ischemia {_f3(s.get('dice_ischemia'))} · lesion {_f3(s.get('mean_dice'))}"]
+            lines += [t for t in (o['tnote'], o['pnote']) if t]
+            wtag = window_name('brain') if o['src'].startswith('DICOM') else 'PNG'
+            fig = slice_figure(o['img'], o['truth'], o['pred'], lines, title=f'{i} · {wtag}', palette=r.cfg.data.palette)
+            out.append((f"{tag} {k+1}: slice {i}, lesion Dice {float(row.dice):.3f}", png_uri(fig)))
     return out
 
 def mistake_figures(run)->list: # [(caption, PNG data URI)]
     "The chosen vote's false negatives and false positives on the test split (matrix and thumbnails)"
-    ce, out = ConfusionExplorer.from_run(run), []
+    r = open_run(run)
+    df = run_slices(r, 'test')
+    if 'decision' not in df: return []
+    df = df[df.decision.notna()].reset_index(drop=True)
+    cells = confusion_cells(df.stroke.astype(int), df.decision.astype(int))
+    counts = {k.lower(): len(v) for k, v in cells.items()}
+    votes = [c for c in df.columns if c.startswith('vote_')]
+    ens, out = read_ensemble(r.layout.models.ensemble), []
     for cell, what in (('FN', 'missed strokes (false negatives)'), ('FP', 'false alarms (false positives)')):
-        ce.cell.value = cell
-        if ce.ids: out.append((f'{what}: {len(ce.ids)} slices', png_uri(ce.render())))
+        pos = cells[cell][:12]
+        if not len(pos): continue
+        fig = confusion_figure(counts, cell, f'{ens.chosen or ens.vote} (the chosen vote, threshold {ens.threshold:.2f})',
+                               [thumbnail(df.iloc[i]) for i in pos], [thumb_title(df.iloc[i], votes) for i in pos],
+                               'votes: ' + ' '.join(c[5:] for c in votes) if votes else '')
+        out.append((f'{what}: {len(cells[cell])} slices', png_uri(fig)))
     return out
 
 # %% ../nbs/54_runreport.ipynb #7051b7f9
@@ -100,7 +122,7 @@ def report_html(run,           # a run folder or `run.Run`
     "The run's report as one self-contained HTML page: report blocks, worst and best slices, mistakes, configuration"
     r = open_run(run)
     L = r.layout
-    body = [block_html(b, L.root) for b in r.report_blocks()]
+    body = [block_html(b, L.root) for b in report_blocks(r)]
     seg = (L.models.unet/'model.json').exists() and (L.metrics/'seg_test_per_image.csv').exists()
     if not Path(r.cfg.data.root).is_dir():   # the slices are not there to draw (an unmounted Drive): the page from the run's own files
         body.append(f'<p>The data folder <code>{html.escape(str(r.cfg.data.root))}</code> is not there now, so the test slices '

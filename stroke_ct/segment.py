@@ -4,14 +4,15 @@
 
 # %% ../nbs/23_segment.ipynb #c03f1fbc
 from __future__ import annotations
+from fastcore.meta import delegates
 import contextlib, time, warnings
 import numpy as np, torch, torch.nn.functional as F
 from fastai.vision.all import unet_learner, Learner, Module, CrossEntropyLossFlat, DiceMulti, set_seed, store_attr
-from fastcore.basics import patch
 import shutil
 from .core import main_process
 from .metrics import SEG_CLASSES
-from .modelio import ModelRecord, UNET_OPTIONS, get_arch, save_model, fetch_pretrained, read_record
+from .modelio import ModelRecord, save_model, read_record
+from .archs import UNET_OPTIONS, get_arch, fetch_pretrained
 from .run import Run
 from .loaders import seg_dls
 from .data.masks import check_palette
@@ -20,7 +21,7 @@ from .classify import norm_stats  # also adds `Learner.set_precision`
 
 # %% auto #0
 __all__ = ['SoftDiceLoss', 'DiceCELoss', 'seg_loss', 'auto_class_weights', 'LesionDice', 'seg_learner', 'train_segmenter',
-           'unet_record']
+           'unet_record', 'train_unet']
 
 # %% ../nbs/23_segment.ipynb #ec6c9207
 class SoftDiceLoss(Module):
@@ -50,7 +51,7 @@ class DiceCELoss:
     def activation(self, x): return F.softmax(x, dim=self.axis)
     def __repr__(self): return f'DiceCELoss(dice_weight={self.dice_weight}, classes={tuple(self.dice.classes)})'
 
-def seg_loss(loss:str='ce',        # 'ce' (the seed's) or 'dice_ce'
+def seg_loss(loss:str='ce',        # 'ce' (the original entry's) or 'dice_ce'
              class_weights=None,   # None or one weight per class (background, hemorrhage, ischemia)
              dice_weight:float=1., # weight of the Dice term ('dice_ce')
             ):
@@ -79,10 +80,11 @@ class LesionDice(DiceMulti):
         return float(np.mean(d)) if d else None
 
 # %% ../nbs/23_segment.ipynb #24a1abde
+@delegates(unet_learner)
 def seg_learner(dls,                          # `seg_dls` DataLoaders
-                arch:str='resnet34',          # encoder: a key of `modelio.UNET_ARCHS`
-                pretrained:bool=True,         # ImageNet encoder (fetched once; `modelio.fetch_pretrained`)
-                self_attention:bool=True,     # self-attention layer in the decoder (the seed's choice)
+                arch:str='resnet34',          # encoder: a key of `archs.UNET_ARCHS`
+                pretrained:bool=True,         # ImageNet encoder (fetched once; `archs.fetch_pretrained`)
+                self_attention:bool=True,     # self-attention layer in the decoder (the original entry's choice)
                 blur:bool=False,              # blur after each pixel-shuffle upsampling (fastai default off)
                 blur_final:bool=True,         # blur after the last upsampling (fastai default on)
                 bottle:bool=False,            # bottleneck in the final cross connection
@@ -94,7 +96,7 @@ def seg_learner(dls,                          # `seg_dls` DataLoaders
                 metrics=None,                 # default: `LesionDice()`
                 **kwargs,                     # passed to `unet_learner` (wd, cbs, path, y_range, ...)
                )->Learner:
-    "The seed's U-Net learner: `unet_learner(dls, resnet34, self_attention=True)` with AdamW and our loss options"
+    "The original entry's U-Net learner: `unet_learner(dls, resnet34, self_attention=True)` with AdamW and our loss options"
     if pretrained: fetch_pretrained(arch, 'unet')
     if isinstance(class_weights, str): class_weights = auto_class_weights(dls)
     learn = unet_learner(dls, get_arch(arch, 'unet'), pretrained=pretrained, n_out=len(SEG_CLASSES), loss_func=seg_loss(loss, class_weights, dice_weight),
@@ -108,6 +110,7 @@ def seg_learner(dls,                          # `seg_dls` DataLoaders
     return learn
 
 # %% ../nbs/23_segment.ipynb #7e18ebb7
+@delegates(seg_learner)
 def train_segmenter(dls, epochs:int=10, # one-cycle epochs (decoder only when pretrained)
                     lr:float=1e-3,      # peak learning rate
                     unfreeze_epochs:int=0, # then unfreeze and train everything this many epochs (lr/400..lr/4)
@@ -148,34 +151,33 @@ def unet_record(learn:Learner, # a trained `seg_learner`
                        window=m.get('window', 'brain'), stats=norm_stats(learn.dls), options=dict(m['unet']), train=train, **kwargs)
 
 # %% ../nbs/23_segment.ipynb #5e600002
-@patch
-def train_unet(self:Run,
+def train_unet(run:Run,
                overwrite:bool=False, # retrain from scratch: first remove the saved U-Net and its checkpoints
                cbs=None,          # more fastai callbacks for the fits
               )->dict:            # path (the model folder, or None when skipped), history
     "The U-Net stage: train the configured U-Net on seg_split train/valid and save it to models/unet/"
-    cfg, u, L = self.cfg, self.cfg.unet, self.layout
+    cfg, u, L = run.cfg, run.cfg.unet, run.layout
     if overwrite and main_process():   # starting over: no old U-Net may survive an interruption of the retraining
         for d in (L.models.unet, L.checkpoints('unet')): shutil.rmtree(d, ignore_errors=True)
-        self.log('U-Net: starting over (overwrite): removed the saved U-Net and its checkpoints')
+        run.log('U-Net: starting over (overwrite): removed the saved U-Net and its checkpoints')
     try: rec = read_record(L.models.unet)
     except Exception: rec = None
     if rec is not None:
-        self.log('U-Net: finished earlier, skipped')
+        run.log('U-Net: finished earlier, skipped')
         return dict(path=L.models.unet, history=rec.train.get('history', []))
-    if (L.checkpoints('unet')/'last.pth').is_file(): self.log(f"U-Net: continuing from its checkpoint ({L.checkpoints('unet')})")
-    rows = self.rows
+    if (L.checkpoints('unet')/'last.pth').is_file(): run.log(f"U-Net: continuing from its checkpoint ({L.checkpoints('unet')})")
+    rows = run.rows
     has_mask = rows['mask'].notna() & rows.seg_split.isin(['train', 'valid'])
     if not has_mask.any():
-        self.log('U-Net skipped: no slice of the seg_split train/valid sets has a mask (a classification-only data set)')
-        self.record(unet=dict(skipped='no masks'))
+        run.log('U-Net skipped: no slice of the seg_split train/valid sets has a mask (a classification-only data set)')
+        run.record(models=True, unet=dict(skipped='no masks'))
         return dict(path=None, history=[])
     m = rows[has_mask]
     check_palette(m['mask'].tolist(), m.subtype.tolist(), cfg.data.palette, cfg.data.root)   # a wrong palette trains on wrong masks
     set_seed(cfg.seed)   # the DataLoaders' shuffling depends on the run's seed only, not on what ran before
     dls = seg_dls(rows, size=u.size, bs=u.bs, input=cfg.data.input, window=cfg.data.window, seed=cfg.seed, aug_kwargs=cfg.data.aug,
-                  palette=cfg.data.palette, device=self.device)
-    self.log(f'U-Net {u.arch}: {u.size} px, batch {u.bs}, {u.epochs}+{u.unfreeze_epochs if cfg.pretrained else 0} epochs, '
+                  palette=cfg.data.palette, device=run.device)
+    run.log(f'U-Net {u.arch}: {u.size} px, batch {u.bs}, {u.epochs}+{u.unfreeze_epochs if cfg.pretrained else 0} epochs, '
              f'{len(dls.train_ds)} train / {len(dls.valid_ds)} valid slices')
     learn = train_segmenter(dls, epochs=u.epochs, lr=u.lr, unfreeze_epochs=u.unfreeze_epochs if cfg.pretrained else 0, seed=cfg.seed,
                             arch=u.arch, pretrained=cfg.pretrained, loss=u.loss, class_weights=u.class_weights,
@@ -185,8 +187,8 @@ def train_unet(self:Run,
     path = save_model(learn.model, unet_record(learn), L.models.unet)
     shutil.rmtree(L.checkpoints('unet'), ignore_errors=True)   # the saved model holds the best epoch
     with contextlib.suppress(OSError): L.checkpoints('unet').parent.rmdir()   # checkpoints/, once empty
-    self.log_errors(dls.errors)
+    run.log_errors(dls.errors)
     best = hist[learn.best_epoch] if hist and learn.best_epoch is not None else {}
-    self.record(unet=dict(arch=u.arch, seconds_per_epoch=learn.seg_meta['seconds_per_epoch'], best_epoch=learn.best_epoch,
+    run.record(models=True, unet=dict(arch=u.arch, seconds_per_epoch=learn.seg_meta['seconds_per_epoch'], best_epoch=learn.best_epoch,
                           valid_lesion_dice=best.get('lesion_dice')))
     return dict(path=path, history=hist)

@@ -10,201 +10,28 @@ import numpy as np, pandas as pd
 import ipywidgets as widgets
 from IPython.display import display
 from matplotlib.figure import Figure
-from PIL import Image
 from contextlib import contextmanager
-from matplotlib.patches import Rectangle
 from fastcore.basics import patch
-from fastprogress.fastprogress import progress_bar
+from fastcore.meta import delegates
 from .core import BadInput
 from .report import save_fig
-from .data.dicom import read_slice, dicom_hu, window_u8, WINDOWS
-from .data.masks import read_mask, resize_mask, classes_to_rgb
-from .metrics import SEG_CLASSES, binary_metrics, seg_class_scores, competition_counts, competition_iou
+from .data.dicom import WINDOWS
+from .metrics import binary_metrics
 from .modelio import read_ensemble
 from .run import Run
-from .infer import hard_vote, soft_vote, combine_votes, ModelSpec, predict_masks
+from .figures import ZOOMS, frame_lesion, draw_slice, slice_figure, confusion_figure
 from .predict import find_inputs
+from .review import (is_missing, fmt_score, CELLS, load_predictions, window_name, confusion_cells, review_columns, merge_stage1,
+                              sort_slices, filter_slices, files_frame, slice_view, run_slices, run_viewer_kw, pred_dice, score_variants,
+                              explorer_table, thumbnail, thumb_title)
 
 # %% auto #0
-__all__ = ['CELLS', 'ZOOMS', 'SORTS', 'FILTERS', 'load_predictions', 'window_name', 'ct_image', 'mask_rgb', 'overlay',
-           'slice_scores', 'confusion_cells', 'outcomes', 'review_columns', 'merge_stage1', 'sort_slices',
-           'filter_slices', 'zoom_box', 'frame_lesion', 'files_frame', 'MaskViewer', 'unet_predictor', 'run_slices',
-           'run_viewer_kw', 'pred_dice', 'score_variants', 'explorer_table', 'ConfusionExplorer']
-
-# %% ../nbs/52_widgets.ipynb #206c475c
-def _isna(o)->bool:
-    "True for a missing path: None, NaN or ''"
-    return o is None or (isinstance(o, float) and np.isnan(o)) or (isinstance(o, str) and not o)
-
-def load_predictions(pred_dir, # a `stroke-ct predict` output folder: `stage1.csv` and/or `masks/<image_id>.png`
-                    )->tuple:  # (stage-1 DataFrame or None, {image_id: mask Path})
-    "Read a prediction folder: its stage-1 table (image ids as str) and its predicted masks by image id"
-    d = Path(pred_dir)
-    if not d.is_dir(): raise BadInput(d, 'prediction folder not found')
-    s1 = pd.read_csv(d/'stage1.csv', dtype={'image_id': str}) if (d/'stage1.csv').exists() else None
-    masks = {p.stem: p for p in sorted((d/'masks').glob('*.png'))}
-    if s1 is None and not masks: raise BadInput(d, 'neither stage1.csv nor masks/*.png')
-    return s1, masks
-
-# %% ../nbs/52_widgets.ipynb #bd4d40d7
-def window_name(window)->str:
-    "The name of a window given by name or as a (width, level) pair: a key of `WINDOWS`, or 'custom'"
-    if isinstance(window, str): return window
-    return next((k for k, v in WINDOWS.items() if tuple(v) == tuple(window)), 'custom')
-
-def ct_image(row,            # a resolved manifest row (dict or Series with `png` and/or `dicom`)
-             window='brain', # a key of `WINDOWS` or a (width, level) pair in HU; used for DICOM only
-            )->tuple:        # (uint8 HxW slice, note saying where its pixels came from)
-    "The slice to show: windowed from the DICOM when there is one, else the pre-windowed PNG"
-    dcm, png, err = row.get('dicom'), row.get('png'), ''
-    if not _isna(dcm):
-        try:
-            w, l = WINDOWS[window] if isinstance(window, str) else window
-            return window_u8(dicom_hu(dcm), (w, l)), f'DICOM, {window_name(window)} window (W{w} L{l})'
-        except Exception as e: err = f'DICOM unreadable ({e}); '
-    if not _isna(png): return read_slice(png), err + 'PNG: pre-windowed at export, the window choice does not apply'
-    raise BadInput(row.get('image_id', '?'), err + 'no readable DICOM or PNG')
-
-# %% ../nbs/52_widgets.ipynb #a88c866c
-def _keep(cls:np.ndarray, show)->np.ndarray:
-    "`cls` with every class not in `show` set to background"
-    return np.where(np.isin(cls, list(show)), cls, 0).astype(np.uint8)
-
-def mask_rgb(cls:np.ndarray, # uint8 HxW class map (indices into `SEG_CLASSES`)
-             show=(1, 2),    # classes to draw; the others are drawn as background
-            )->np.ndarray:   # uint8 HxWx3 in the official MASK colours
-    "A class map as an RGB mask, drawing only the classes in `show`"
-    return classes_to_rgb(_keep(cls, show))
-
-def overlay(img:np.ndarray,  # uint8 HxW grey slice
-            cls:np.ndarray,  # uint8 HxW class map, same shape
-            alpha:float=0.5, # opacity of the class colours: 0 shows the plain slice, 1 the pure colour
-            show=(1, 2),     # classes to colour; the others stay grey
-           )->np.ndarray:    # uint8 HxWx3
-    "Blend the official MASK colours of the classes in `show` over the grey slice"
-    rgb = np.repeat(np.asarray(img, np.float32)[..., None], 3, -1)
-    k = _keep(cls, show)
-    m, col = k > 0, classes_to_rgb(k).astype(np.float32)
-    rgb[m] = (1-alpha)*rgb[m] + alpha*col[m]
-    return rgb.round().astype(np.uint8)
-
-# %% ../nbs/52_widgets.ipynb #2891eeb4
-def _f(x)->str:
-    "A score as text: 3 decimals, 'n/a' when undefined (None or NaN)"
-    return 'n/a' if x is None or np.isnan(x) else f'{x:.3f}'
-
-def slice_scores(pred:np.ndarray,  # uint8 HxW predicted class map
-                 truth:np.ndarray, # uint8 HxW true class map
-                )->dict:           # dice_hemorrhage, dice_ischemia, mean_dice, tp, fp, fn, tn, competition_iou
-    "Per-class Dice (NaN for a class in neither mask), their mean (the lesion Dice), the competition counts and IoU of one predicted mask"
-    sc = seg_class_scores(pred, truth, n_classes=len(SEG_CLASSES))
-    res = {**{f'dice_{c}': sc[f'dice_{c}'] for c in SEG_CLASSES[1:]}, 'mean_dice': sc['mean_dice']}
-    cnt = competition_counts(pred, truth)
-    return {**res, **{k: int(cnt[k]) for k in ('tp', 'fp', 'fn', 'tn')}, 'competition_iou': float(competition_iou(cnt))}
-
-# %% ../nbs/52_widgets.ipynb #b9901727
-CELLS = ('TP', 'FP', 'FN', 'TN')  # the confusion-matrix cells, in the order of the cell buttons
-
-def confusion_cells(y_true, # 0/1 truth
-                    y_pred, # 0/1 decisions
-                   )->dict: # {'TP': row positions, 'FP': ..., 'FN': ..., 'TN': ...}
-    "Row positions in each confusion-matrix cell"
-    t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
-    return {k: np.flatnonzero(m) for k, m in zip(CELLS, (t & p, ~t & p, t & ~p, ~t & ~p))}
-
-def outcomes(y_true, # 0/1 truth (NaN: unknown)
-             y_pred, # 0/1 decisions (NaN: none)
-            )->np.ndarray: # 'TP', 'FP', 'FN', 'TN', or None where either is missing
-    "The confusion-matrix cell of each slice"
-    t, p = np.asarray(y_true, float), np.asarray(y_pred, float)
-    ok = ~(np.isnan(t) | np.isnan(p))
-    out = np.full(len(t), None, object)
-    for k, idx in confusion_cells(t[ok], p[ok]).items(): out[np.flatnonzero(ok)[idx]] = k
-    return out
-
-def review_columns(df:pd.DataFrame, # slices: `stroke` (truth) and `decision`, and/or several `vote_<model>` columns
-                  )->pd.DataFrame:  # a copy with `outcome` and `disagreement` added where they can be computed
-    "Add each slice's confusion-matrix cell (`outcome`) and the models' `disagreement`"
-    df = df.copy()
-    if {'stroke', 'decision'} <= set(df.columns): df['outcome'] = outcomes(df['stroke'], df['decision'])
-    votes = [c for c in df.columns if c.startswith('vote_')]
-    if len(votes) > 1:
-        v = np.array(df[votes], float)
-        v[v < 0] = np.nan                                   # -1: the model could not read the slice
-        k, n = (v == 1).sum(1), (~np.isnan(v)).sum(1)
-        with np.errstate(invalid='ignore', divide='ignore'): df['disagreement'] = np.where(n > 0, np.minimum(k, n - k)/n, np.nan)
-    return df
-
-def merge_stage1(df:pd.DataFrame, # slices (image_id; `stroke` there is the truth)
-                 s1:pd.DataFrame, # a `stroke-ct predict` stage1.csv (its `stroke` is the decision)
-                )->pd.DataFrame:  # `df` with `decision`, `probability`, `vote_*`, `prob_*` (NaN where s1 has no row)
-    "Join a stage-1 table's answers to the slice table, its `stroke` column renamed `decision`"
-    s = s1.rename(columns={'stroke': 'decision'}).drop(columns=['file'], errors='ignore')
-    s = s.assign(image_id=s.image_id.astype(str))
-    s = s[['image_id'] + [c for c in s.columns if c != 'image_id' and c not in df.columns]]
-    return df.merge(s, on='image_id', how='left')
-
-# %% ../nbs/52_widgets.ipynb #a8c1402a
-def sort_slices(df:pd.DataFrame, # slices
-                by:str|None=None, # a column, or None to keep the table's order
-                ascending:bool=True,
-               )->pd.DataFrame:  # `df` reordered (missing values last, ties in table order), index reset
-    "Order the slice table by one column, undefined values (NaN) last, keeping the table order among equals"
-    if by is None: return df.reset_index(drop=True)
-    return df.sort_values(by, ascending=ascending, na_position='last', kind='stable').reset_index(drop=True)
-
-def filter_slices(df:pd.DataFrame, # slices
-                  **where,          # column=value; a value of None or 'all' keeps every row
-                 )->pd.DataFrame:   # the matching rows, index reset
-    "Keep the rows whose columns equal the given values (compared as text, so '1' matches 1)"
-    keep = np.ones(len(df), bool)
-    for c, v in where.items():
-        if v is None or v == 'all': continue
-        keep &= df[c].astype(str).to_numpy() == str(v)
-    return df[keep].reset_index(drop=True)
-
-# %% ../nbs/52_widgets.ipynb #3da9e4d7
-ZOOMS = (1, 1.5, 2, 3, 4, 6, 8)  # the zoom factors offered
-
-def zoom_box(shape,          # (height, width) of the slice
-             zoom:float=1,   # magnification: the box is 1/zoom of the slice in each direction
-             cx:float=0.5,   # box centre, as a fraction of the width
-             cy:float=0.5,   # box centre, as a fraction of the height
-            )->tuple:        # (x0, y0, x1, y1) in pixels, end excluded, inside the slice
-    "The pixels a zoomed view shows: 1/zoom of the slice around (cx, cy), shifted to stay inside"
-    h, w = shape[:2]
-    bw, bh = max(1, min(w, round(w/zoom))), max(1, min(h, round(h/zoom)))
-    x0 = int(np.clip(round(cx*w - bw/2), 0, w - bw)); y0 = int(np.clip(round(cy*h - bh/2), 0, h - bh))
-    return x0, y0, x0 + bw, y0 + bh
-
-def frame_lesion(maps,              # class maps (None entries ignored), e.g. the true and the predicted mask
-                 shape,             # (height, width) of the slice
-                 margin:float=0.25, # space left around the lesion, as a fraction of its size on each side
-                )->tuple:           # (zoom, cx, cy): the largest of `ZOOMS` whose box holds every lesion pixel
-    "Zoom and centre that frame the lesion pixels of `maps` (no zoom when there are none)"
-    fg = [np.asarray(m) > 0 for m in maps if m is not None]
-    fg = np.logical_or.reduce(fg) if fg else np.zeros(shape[:2], bool)
-    if not fg.any(): return 1, 0.5, 0.5
-    ys, xs = np.nonzero(fg)
-    (y0, y1), (x0, x1) = (ys.min(), ys.max() + 1), (xs.min(), xs.max() + 1)
-    h, w = shape[:2]
-    need_w, need_h = (x1 - x0)*(1 + 2*margin), (y1 - y0)*(1 + 2*margin)
-    z = max([z for z in ZOOMS if w/z >= need_w and h/z >= need_h], default=1)
-    return z, (x0 + x1)/2/w, (y0 + y1)/2/h
+__all__ = ['SORTS', 'FILTERS', 'MaskViewer', 'ConfusionExplorer']
 
 # %% ../nbs/52_widgets.ipynb #ee3b7e1e
 def _fig_png(fig:Figure, dpi=72)->bytes:
     "The figure as PNG bytes (Agg)"
     b = io.BytesIO(); fig.savefig(b, format='png', dpi=dpi); return b.getvalue()
-
-def files_frame(files, # PNG and/or DICOM paths, e.g. the inputs given to `stroke-ct predict`
-               )->pd.DataFrame: # image_id (file stem), png, dicom, mask (None)
-    "A viewer table for unlabelled slices (no manifest): one row per image id"
-    rows = {}
-    for f in map(Path, files):
-        r = rows.setdefault(f.stem, {'image_id': f.stem, 'png': None, 'dicom': None, 'mask': None})
-        r['dicom' if f.suffix.lower() == '.dcm' else 'png'] = str(f)
-    return pd.DataFrame(list(rows.values()), columns=['image_id', 'png', 'dicom', 'mask'])
 
 # %% ../nbs/52_widgets.ipynb #58a9a235
 SORTS = {'table order': None,                       # label -> (column, ascending); None keeps the table's order
@@ -215,7 +42,6 @@ FILTERS = ('subtype', 'split', 'outcome')  # the columns the viewer filters on, 
 
 class MaskViewer:
     "Browse slices: CT in a free window, true and predicted masks, overlays, zoom, per-slice Dice; sort, filter, save views"
-    titles = ('CT', 'true mask', 'predicted mask', 'true overlay', 'predicted overlay')
     def __init__(self, df:pd.DataFrame, # resolved manifest (image_id, png, dicom, mask; subtype/stroke/split optional)
                  pred_dir=None,         # a `stroke-ct predict` folder (masks/<image_id>.png, stage1.csv), or None
                  split:str|None=None,   # keep only rows whose `split` is this (e.g. 'test')
@@ -227,12 +53,13 @@ class MaskViewer:
                  sort:str|None=None,    # a key of `SORTS` (default: worst lesion Dice first when the table has `dice`)
                  save_dir=None,         # where "save view" writes (default: pred_dir/views, else nowhere until set)
                  figsize=(12, 2.8),     # figure size in inches (five panels in a row)
+                 palette='official',    # the true masks' palette (a row's `palette` column wins), e.g. the run's `data.palette`
                 ):
         df = df.copy(); df['image_id'] = df['image_id'].astype(str)
         if split is not None: df = df[df['split'] == split]
         if seg_split is not None: df = df[df['seg_split'] == seg_split]
         self.stage1, self.pred_masks = load_predictions(pred_dir) if pred_dir is not None else (None, {})
-        self.predictor, self.has_pred = predictor, pred_dir is not None or predictor is not None
+        self.predictor, self.has_pred, self.palette = predictor, pred_dir is not None or predictor is not None, palette
         if only_predicted:
             keep = set(self.pred_masks) | (set(self.stage1.image_id) if self.stage1 is not None else set())
             df = df[df.image_id.isin(keep)]
@@ -341,27 +168,6 @@ def row(self:MaskViewer)->pd.Series:
     "The table row of the current slice"
     return self.df.iloc[self.slider.value]
 
-@patch
-def truth(self:MaskViewer, shape)->tuple:
-    "(true class map or None, note) for the current slice"
-    r = self.row
-    if not _isna(r.get('mask')): return resize_mask(read_mask(r['mask']), shape), ''
-    normal = r.get('subtype') == 'normal' or r.get('stroke') == 0
-    return (np.zeros(shape, np.uint8), 'no MASK file: normal slice, all background') if normal else (None, 'true mask missing')
-
-@patch
-def pred(self:MaskViewer, shape)->tuple:
-    "(predicted class map or None, note) for the current slice"
-    if self.predictor is not None:
-        try: m = self.predictor(self.row)
-        except Exception as e: return None, f'no prediction: {e}'
-        return (None, 'no prediction: the model cannot read this slice') if m is None else (resize_mask(m, shape), '')
-    if not self.has_pred: return None, ''
-    fn = self.pred_masks.get(self.row['image_id'])
-    if fn is None: return np.zeros(shape, np.uint8), 'no predicted mask: scored as all background'
-    try: return resize_mask(read_mask(fn), shape), ''
-    except Exception as e: return np.zeros(shape, np.uint8), f'predicted mask unreadable ({e}): scored as all background'
-
 # %% ../nbs/52_widgets.ipynb #716e1af3
 @patch
 def load(self:MaskViewer)->dict:
@@ -369,34 +175,22 @@ def load(self:MaskViewer)->dict:
     key = (self.row['image_id'], self.wl)
     if key not in self._cache:
         if len(self._cache) >= 16: self._cache.clear()
-        img, src = ct_image(self.row, self.wl)
-        (truth, tnote), (pred, pnote) = self.truth(img.shape), self.pred(img.shape)
-        scores = slice_scores(pred, truth) if truth is not None and pred is not None else None
-        self._cache[key] = dict(img=img, src=src, truth=truth, tnote=tnote, pred=pred, pnote=pnote, scores=scores)
+        self._cache[key] = slice_view(self.row, self.wl, self.predictor, self.pred_masks if self.has_pred else None, self.palette)
     return self._cache[key]
 
 # %% ../nbs/52_widgets.ipynb #20427d3a
 @patch
+def draw_options(self:MaskViewer)->dict:
+    "The `figures.draw_slice` options the controls hold now: title, classes shown, opacity, zoom box, palette"
+    wtag = window_name(self.wl) if self.load()['src'].startswith('DICOM') else 'PNG'
+    return dict(title=f"{self.row['image_id']} · {wtag}", show=[c for c, w in ((1, self.show_hem), (2, self.show_isch)) if w.value],
+                alpha=self.opacity.value, zoom=self.zoom.value, cx=self.cx.value, cy=self.cy.value, palette=self.palette)
+
+@patch
 def draw(self:MaskViewer, fig:Figure, bottom:float=0.02)->dict:
-    "Draw the five panels of the current slice into `fig` (leaving `bottom` of its height free); return what `load` read"
-    iid, o = self.row['image_id'], self.load()
-    img, src, truth, pred = o['img'], o['src'], o['truth'], o['pred']
-    show = [c for c, w in ((1, self.show_hem), (2, self.show_isch)) if w.value]
-    a, blank = self.opacity.value, np.zeros((*img.shape, 3), np.uint8)
-    panels = [img, blank if truth is None else mask_rgb(truth, show), blank if pred is None else mask_rgb(pred, show),
-              overlay(img, blank[..., 0] if truth is None else truth, a, show),
-              overlay(img, blank[..., 0] if pred is None else pred, a, show)]
-    tag = {1: ' (missing)' if truth is None else '', 2: ' (none)' if pred is None else ''}
-    wtag = window_name(self.wl) if src.startswith('DICOM') else 'PNG'
-    x0, y0, x1, y1 = zoom_box(img.shape, self.zoom.value, self.cx.value, self.cy.value)
-    fig.clear()
-    for i, (ax, p, t) in enumerate(zip(fig.subplots(1, 5), panels, self.titles)):
-        ax.imshow(p, cmap='gray', vmin=0, vmax=255, interpolation='nearest'); ax.axis('off')
-        ax.set_title(f'{t} {iid} · {wtag}' if i == 0 else t + tag.get(1 if i in (1, 3) else 2, ''), fontsize=9)
-        if self.zoom.value == 1: continue
-        if i == 0: ax.add_patch(Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, ec='yellow', lw=1))
-        else: ax.set_xlim(x0 - .5, x1 - .5); ax.set_ylim(y1 - .5, y0 - .5)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=bottom, top=0.9 if bottom < .1 else 1 - 0.1*(1 - bottom), wspace=0.05)  # fixed: tight_layout costs ~0.4 s a draw
+    "Draw the current slice into `fig` with `figures.draw_slice` and the controls' options; return what `load` read"
+    o = self.load()
+    draw_slice(fig, o['img'], o['truth'], o['pred'], bottom=bottom, **self.draw_options())
     return o
 
 @patch
@@ -415,20 +209,20 @@ def render(self:MaskViewer)->Figure:
 def info_lines(self:MaskViewer, src='', tnote='', pnote='')->list:
     "The lines of the info text for the current slice"
     r = self.row
-    head = ' · '.join(str(r[k]) for k in ('image_id', 'subtype', 'split') if k in r and not _isna(r[k]))
+    head = ' · '.join(str(r[k]) for k in ('image_id', 'subtype', 'split') if k in r and not is_missing(r[k]))
     more = f' (of {len(self.all)}: {self.settings()["filters"]})' if len(self.df) < len(self.all) else ''
     lines = [f'{head} · slice {self.slider.value+1}/{len(self.df)}{more}', f'image: {src}']
     if 'decision' in r or 'probability' in r:
-        dec = ([f"stroke {int(r['decision'])}"] if not _isna(r.get('decision')) else []) + \
-              ([f"probability {float(r['probability']):.3f}"] if not _isna(r.get('probability')) else [])
-        votes = ', '.join(f"{c[5:]} {'-' if _isna(r[c]) or r[c] < 0 else int(r[c])}" for c in r.index if c.startswith('vote_'))
+        dec = ([f"stroke {int(r['decision'])}"] if not is_missing(r.get('decision')) else []) + \
+              ([f"probability {float(r['probability']):.3f}"] if not is_missing(r.get('probability')) else [])
+        votes = ', '.join(f"{c[5:]} {'-' if is_missing(r[c]) or r[c] < 0 else int(r[c])}" for c in r.index if c.startswith('vote_'))
         if dec: lines.append(f'stage 1: {", ".join(dec)}' + (f'; votes: {votes}' if votes else '')
-                             + (f" · {r['outcome']}" if not _isna(r.get('outcome')) else ''))
+                             + (f" · {r['outcome']}" if not is_missing(r.get('outcome')) else ''))
         else: lines.append('stage 1: no row for this slice')
     if self.scores is not None:
         s = self.scores
-        lines.append(f"Dice: hemorrhage {_f(s['dice_hemorrhage'])} · ischemia {_f(s['dice_ischemia'])} · lesion {_f(s['mean_dice'])}")
-        lines.append(f"competition: TP {s['tp']} FP {s['fp']} FN {s['fn']} TN {s['tn']} · IoU {_f(s['competition_iou'])}")
+        lines.append(f"Dice: hemorrhage {fmt_score(s['dice_hemorrhage'])} · ischemia {fmt_score(s['dice_ischemia'])} · lesion {fmt_score(s['mean_dice'])}")
+        lines.append(f"competition: TP {s['tp']} FP {s['fp']} FN {s['fn']} TN {s['tn']} · IoU {fmt_score(s['competition_iou'])}")
     return lines + [o for o in (tnote, pnote) if o]
 
 @patch
@@ -448,12 +242,8 @@ def snapshot(self:MaskViewer, dpi:int=72)->Figure:
     if not len(self.df): return self.render()
     lines = self.info_lines(*(self.load()[k] for k in ('src', 'tnote', 'pnote')))
     lines.append(' · '.join(f'{k}: {v}' for k, v in self.settings().items()))
-    w, h = self.fig.get_size_inches()
-    extra = 0.2*len(lines) + 0.1
-    fig = Figure(figsize=(w, h + extra), dpi=dpi)
-    self.draw(fig, bottom=extra/(h + extra))
-    for i, l in enumerate(lines): fig.text(0.01, (extra - 0.2*(i + 1))/(h + extra), l, fontsize=8, va='bottom')
-    return fig
+    o = self.load()
+    return slice_figure(o['img'], o['truth'], o['pred'], lines, tuple(self.fig.get_size_inches()), dpi, **self.draw_options())
 
 @patch
 def save_view(self:MaskViewer, fn=None)->Path:
@@ -495,68 +285,19 @@ def widget(self:MaskViewer)->widgets.VBox:
 @patch
 def _ipython_display_(self:MaskViewer): display(self.widget)
 
-# %% ../nbs/52_widgets.ipynb #d85fe450
-def unet_predictor(spec:ModelSpec, # a U-Net, e.g. `ModelSpec.load(RUN/models/unet)`
-                  ):               # function row -> class map at the slice's own size (None: the U-Net cannot read it)
-    "A `MaskViewer` predictor: the U-Net on the slice shown, read the way it was trained (PNG or DICOM)"
-    def predict(row):
-        fn = row.get(spec.rec.input)
-        return None if _isna(fn) else predict_masks(spec, [fn], bs=1, progress=False)[0][0]
-    return predict
-
-def run_slices(run,                   # a run folder (or a `run.Run`)
-               split:str|None='test', # the split to list (None: every slice)
-              )->pd.DataFrame:        # the manifest's columns, prob_/vote_<model>, decision, probability, outcome, disagreement, dice
-    "Every slice of a run's split with what the run recorded about it: probabilities, votes, the chosen vote's answer, lesion Dice"
-    r = run if isinstance(run, Run) else Run(run)
-    L, df = r.layout, r.rows.assign(image_id=r.rows.image_id.astype(str))
-    if split is not None: df = df[df.split == split]
-    if L.probs.exists():
-        pr = pd.read_csv(L.probs, dtype={'image_id': str})
-        names = [c for c in pr.columns if c not in ('image_id', 'split', 'stroke')]
-        df = df.merge(pr[['image_id', *names]].rename(columns={n: f'prob_{n}' for n in names}), on='image_id', how='left')
-        P = df[[f'prob_{n}' for n in names]].to_numpy(float)
-        for n, p in zip(names, P.T): df[f'vote_{n}'] = np.where(np.isnan(p), np.nan, p >= 0.5)
-        if L.models.ensemble.exists():
-            ens, ok = read_ensemble(L.models.ensemble, names), ~np.isnan(P).all(1)
-            df['decision'], df['probability'] = np.nan, np.nan
-            if ok.any(): df.loc[ok, 'decision'], df.loc[ok, 'probability'] = combine_votes(P[ok].T, names, ens.vote, ens.threshold, ens.weights)
-    per = L.metrics/'seg_test_per_image.csv'
-    if per.exists(): df['dice'] = df.image_id.map(pd.read_csv(per, dtype={'id': str}).set_index('id')['mean_dice'])
-    return review_columns(df.reset_index(drop=True))
-
-def run_viewer_kw(run)->dict:
-    "The `MaskViewer` arguments that belong to a run: its U-Net as predictor, `figures/views/` as the folder for saved views"
-    L = (run if isinstance(run, Run) else Run(run)).layout
-    unet = ModelSpec.load(L.models.unet) if (L.models.unet/'model.json').exists() else None
-    return dict(predictor=unet_predictor(unet) if unet is not None else None, save_dir=L.figures/'views')
-
 # %% ../nbs/52_widgets.ipynb #dcfb06a4
-def pred_dice(df:pd.DataFrame, # slices with `mask` (and `subtype`/`stroke` for normal slices without a MASK file)
-              pred_masks:dict, # image_id -> predicted mask file (`load_predictions`)
-             )->np.ndarray:    # lesion Dice per row (NaN: no truth, no prediction, or no lesion in either)
-    "The lesion Dice of each slice's predicted mask file against its true mask (a missing prediction is all background)"
-    out = np.full(len(df), np.nan)
-    for i, (_, r) in enumerate(progress_bar(list(df.iterrows()), leave=False)):
-        fn, normal = pred_masks.get(str(r['image_id'])), r.get('subtype') == 'normal' or r.get('stroke') == 0
-        try:
-            p = read_mask(fn) if fn is not None else None
-            t = read_mask(r['mask']) if not _isna(r.get('mask')) else (np.zeros(p.shape, np.uint8) if normal and p is not None else None)
-        except Exception: continue      # an unreadable file: no score (the viewer says why when the slice is shown)
-        if t is None: continue
-        out[i] = slice_scores(np.zeros_like(t) if p is None else resize_mask(p, t.shape), t)['mean_dice']
-    return out
-
 @patch(cls_method=True)
+@delegates(MaskViewer)
 def from_run(cls:MaskViewer, run,      # a run folder (or a `run.Run`)
              split:str|None='test',    # the split to browse (None: every slice)
              **kwargs,                 # more `MaskViewer` arguments (sort, window, ...)
             )->MaskViewer:
     "The slices of a run's test split, worst lesion Dice first, the run's U-Net drawing the predicted masks"
     r = run if isinstance(run, Run) else Run(run)
-    return cls(run_slices(r, split), **{**run_viewer_kw(r), **kwargs})
+    return cls(run_slices(r, split), **{**run_viewer_kw(r), 'palette': r.cfg.data.palette, **kwargs})
 
 @patch(cls_method=True)
+@delegates(MaskViewer)
 def from_predictions(cls:MaskViewer, pred_dir, # a `stroke-ct predict` output folder
                      inputs=None,      # a resolved manifest (truth known), or the files/folders given to predict (default: stage1.csv's)
                      **kwargs,         # more `MaskViewer` arguments
@@ -571,35 +312,6 @@ def from_predictions(cls:MaskViewer, pred_dir, # a `stroke-ct predict` output fo
         df = df[df.image_id.isin(set(masks) | set(s1.image_id if s1 is not None else []))]
         df = df.assign(dice=pred_dice(df, masks))
     return cls(df, pred_dir, only_predicted=True, **kwargs)
-
-# %% ../nbs/52_widgets.ipynb #ec74ecf2
-def score_variants(df:pd.DataFrame, # image_id, y_true, and `prob*` / `vote_*` columns
-                  )->dict:          # {name: (scores float array, is_vote)}
-    "Every model or ensemble variant a confusion matrix can be drawn for"
-    probs = [c for c in df.columns if c.startswith('prob')]
-    votes = [c for c in df.columns if c.startswith('vote_')]
-    out = {c: (df[c].to_numpy(float), False) for c in probs}
-    per_model = [c for c in probs if c.startswith('prob_')]
-    if len(per_model) > 1: out['soft_vote'] = (np.asarray(soft_vote(np.stack([df[c].to_numpy(float) for c in per_model])), float), False)
-    out.update({c: (df[c].to_numpy(float), True) for c in votes})
-    if len(votes) > 1: out['hard_vote'] = (np.asarray(hard_vote(np.stack([df[c].to_numpy(int) for c in votes])), float), True)
-    if not out: raise ValueError('no score columns: expected prob* or vote_* columns')
-    return out
-
-# %% ../nbs/52_widgets.ipynb #46d58fe8
-def explorer_table(pred, # a `stroke-ct predict` folder, a path to its stage1.csv, or the stage-1 DataFrame
-                   manifest:pd.DataFrame, # resolved manifest with image_id and stroke (png/dicom for thumbnails)
-                  )->pd.DataFrame:        # image_id, y_true, probability, vote_*, png, dicom, mask, subtype, split, seg_split
-    "Join a stage-1 table with the manifest's truth, ready for `ConfusionExplorer`"
-    if not isinstance(pred, pd.DataFrame):
-        p = Path(pred)
-        pred = load_predictions(p)[0] if p.is_dir() else pd.read_csv(p, dtype={'image_id': str})
-        if pred is None: raise BadInput(p, 'no stage1.csv')
-    m = manifest.assign(image_id=manifest.image_id.astype(str))
-    m = m[['image_id', 'stroke'] + [c for c in ('png', 'dicom', 'mask', 'subtype', 'split', 'seg_split') if c in m]].rename(columns={'stroke': 'y_true'})
-    out = pred.assign(image_id=pred.image_id.astype(str)).drop(columns=['stroke'], errors='ignore').merge(m, on='image_id', how='inner')
-    if not len(out): raise ValueError('no image id of the stage-1 table is in the manifest')
-    return out
 
 # %% ../nbs/52_widgets.ipynb #478a2dfa
 class ConfusionExplorer:
@@ -651,25 +363,11 @@ def compute(self:ConfusionExplorer):
 @patch
 def thumb(self:ConfusionExplorer, i:int)->np.ndarray|None:
     "Downsized slice of row `i` (cached), or None when it has no readable image"
-    if i not in self._thumbs:
-        r = self.df.iloc[i]
-        try:
-            img = read_slice(r['png']) if not _isna(r.get('png')) else ct_image(r)[0]
-            img = Image.fromarray(img); img.thumbnail((self.thumb_size, self.thumb_size))
-            self._thumbs[i] = np.array(img)
-        except Exception: self._thumbs[i] = None
+    if i not in self._thumbs: self._thumbs[i] = thumbnail(self.df.iloc[i], self.thumb_size)
     return self._thumbs[i]
 
 # %% ../nbs/52_widgets.ipynb #9a372470
 _MET = ('sensitivity', 'specificity', 'accuracy', 'precision', 'f1', 'balanced_accuracy', 'roc_auc')
-
-@patch
-def _thumb_title(self:ConfusionExplorer, i:int)->str:
-    "Thumbnail title: image id, ensemble probability, the models' votes as one digit each"
-    r = self.df.iloc[i]
-    p = f" p={float(r['probability']):.2f}" if 'probability' in r else ''
-    votes = ''.join(str(int(r[c])) for c in self.vote_cols)
-    return f"{r['image_id']}{p}" + (f'\nvotes {votes}' if votes else '')
 
 @patch
 def render(self:ConfusionExplorer)->Figure:
@@ -677,29 +375,13 @@ def render(self:ConfusionExplorer)->Figure:
     self.compute()
     c, var = self.counts, self.variant.value
     is_vote = self.variants[var][1]
-    self.fig.clear()
-    gs = self.fig.add_gridspec(2, 8, left=0.06, right=0.99, bottom=0.1, top=0.88, wspace=0.15, hspace=0.45)
-    ax = self.fig.add_subplot(gs[:, :2])
-    mat = np.array([[c['tn'], c['fp']], [c['fn'], c['tp']]])
-    ax.imshow(mat, cmap='Blues', vmin=0, vmax=max(1, mat.max()))
-    for (y, x), k in zip([(0, 0), (0, 1), (1, 0), (1, 1)], ('TN', 'FP', 'FN', 'TP')):
-        sel = k == self.cell.value
-        ax.text(x, y, f'{k}\n{mat[y, x]}', ha='center', va='center', fontsize=12, fontweight='bold' if sel else 'normal',
-                color='crimson' if sel else ('white' if mat[y, x] > mat.max()/2 else 'black'))
-    ax.set_xticks([0, 1], ['normal', 'stroke']); ax.set_yticks([0, 1], ['normal', 'stroke'])
-    ax.set_xlabel('predicted'); ax.set_ylabel('true')
-    ax.set_title(var + ('' if is_vote else f' ≥ {self.threshold.value:.2f}'), fontsize=10)
     pos = confusion_cells(self.y_true, self.y_pred)[self.cell.value][:self.n_thumbs]
-    for j in range(12):
-        tax = self.fig.add_subplot(gs[j // 6, 2 + j % 6]); tax.axis('off')
-        if j >= len(pos): continue
-        t = self.thumb(pos[j])
-        if t is not None: tax.imshow(t, cmap='gray', vmin=0, vmax=255)
-        tax.set_title(self._thumb_title(pos[j]), fontsize=7)
-    if self.vote_cols: self.fig.text(0.99, 0.01, 'votes: ' + ' '.join(c[5:] for c in self.vote_cols), ha='right', fontsize=7)
+    confusion_figure(c, self.cell.value, var + ('' if is_vote else f' ≥ {self.threshold.value:.2f}'), [self.thumb(i) for i in pos],
+                     [thumb_title(self.df.iloc[i], self.vote_cols) for i in pos],
+                     'votes: ' + ' '.join(c_[5:] for c_ in self.vote_cols) if self.vote_cols else '', fig=self.fig)
     m = self.metrics
     self.metrics_label.value = (f"<b>{html.escape(var)}</b>{'' if is_vote else f' at threshold {self.threshold.value:.2f}'}: "
-                                + ' · '.join(f'{k} {_f(m[k])}' for k in _MET)
+                                + ' · '.join(f'{k} {fmt_score(m[k])}' for k in _MET)
                                 + f" · TP {c['tp']} FP {c['fp']} FN {c['fn']} TN {c['tn']}")
     more = f' (first {self.n_thumbs} shown)' if len(self.ids) > self.n_thumbs else ''
     self.listing.value = f'<b>{self.cell.value}: {len(self.ids)} slices{more}</b><br>' + self.cell_df.head(200).to_html(index=False, float_format='%.3f')
@@ -736,6 +418,7 @@ def _on_open(self:ConfusionExplorer, b=None):
     except Exception as e: self.linked, self.viewer_box.children = None, [widgets.HTML(f'<span style="color:crimson">{html.escape(str(e))}</span>')]
 
 @patch(cls_method=True)
+@delegates(ConfusionExplorer)
 def from_run(cls:ConfusionExplorer, run, # a run folder (or a `run.Run`)
              split:str='test',            # the split whose slices are counted
              **kwargs,                    # more `ConfusionExplorer` arguments
@@ -749,6 +432,7 @@ def from_run(cls:ConfusionExplorer, run, # a run folder (or a `run.Run`)
     return cls(df, **{'threshold': thr, 'viewer_kw': run_viewer_kw(r), **kwargs})
 
 @patch(cls_method=True)
+@delegates(ConfusionExplorer)
 def from_predictions(cls:ConfusionExplorer, pred_dir, # a `stroke-ct predict` folder
                      manifest:pd.DataFrame,           # the resolved manifest (the truth)
                      **kwargs,                        # more `ConfusionExplorer` arguments

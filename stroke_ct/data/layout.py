@@ -7,14 +7,13 @@ from __future__ import annotations
 import os, re, unicodedata
 from collections import Counter
 from pathlib import Path
-import numpy as np, pandas as pd
-from PIL import Image
+import pandas as pd
 from ..core import BadInput, write_text
 
 # %% auto #0
 __all__ = ['SUBTYPES', 'LABELS', 'OFFICIAL_FOLDERS', 'MANIFEST_COLS', 'KINDS', 'SPLITS', 'norm_name', 'subtype_of', 'kind_of',
-           'layout_index', 'id_sort_key', 'label_order', 'scan_layout', 'fake_layout', 'find_image_files',
-           'manifest_problems', 'read_manifest', 'manifest_text', 'write_manifest', 'update_manifest', 'resolve']
+           'layout_index', 'id_sort_key', 'label_order', 'scan_layout', 'find_image_files', 'manifest_problems',
+           'read_manifest', 'manifest_text', 'write_manifest', 'update_manifest', 'resolve']
 
 # %% ../../nbs/05_data.layout.ipynb #e9ebed85
 SUBTYPES = ['normal', 'ischemic', 'hemorrhagic']
@@ -156,34 +155,6 @@ def scan_layout(root, # a data folder: competition or public-release layout, cla
         folder = Path(os.path.relpath(rec['folder'], ix['root'])).as_posix()
         rows.append([iid, folder, st] + [rec.get(k) for k in KINDS])
     return pd.DataFrame(rows, columns=['image_id', 'folder', 'subtype', *KINDS], dtype=object)
-
-# %% ../../nbs/05_data.layout.ipynb #1a70f002
-def fake_layout(root,            # the data folder to write into
-                folders,         # class folders relative to root, e.g. ['TRAINING/INMEYOK']
-                ids,             # image ids to write in each folder
-                kinds=('PNG',),  # kind folders: PNG, DICOM, MASK, OVERLAY (any spelling)
-                size:int=8,      # image side
-                study=None,      # a function id -> StudyInstanceUID for the DICOMs (None: no study tag)
-               )->Path:          # root
-    "Write a tiny fake data folder: `root/<folder>/<kind>/<id>.png|.dcm` for every folder, kind and id (for examples and tests)"
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, CTImageStorage, generate_uid
-    for f in folders:
-        for k in kinds:
-            for i in ids:
-                fn = Path(root)/f/k/f"{i}.{'dcm' if kind_of(k) == 'dicom' else 'png'}"
-                fn.parent.mkdir(parents=True, exist_ok=True)
-                if kind_of(k) == 'dicom':
-                    ds = Dataset(); ds.file_meta = FileMetaDataset(); ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, generate_uid(), 'CT'
-                    if study is not None: ds.StudyInstanceUID = study(i)
-                    ds.set_pixel_data((np.arange(size*size, dtype=np.uint16) % 4096).reshape(size, size), 'MONOCHROME2', 12)
-                    ds.save_as(fn, enforce_file_format=True)
-                else:
-                    a = np.zeros((size, size, 3) if kind_of(k) in ('mask', 'overlay') else (size, size), np.uint8)
-                    a[2:5, 2:5] = (0, 255, 0) if kind_of(k) == 'mask' else 200     # a mask: a hemorrhage square in the official palette
-                    Image.fromarray(a).save(fn)
-    return Path(root)
 
 # %% ../../nbs/05_data.layout.ipynb #cb9815e4
 def find_image_files(root,          # a data folder in either layout

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/04_data.masks.ipynb #6367b90e
 from __future__ import annotations
+from fastcore.meta import delegates
 import os
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -108,6 +109,7 @@ def _open_rgb(fn)->np.ndarray:
     except FileNotFoundError: raise BadInput(fn, 'file not found')
     except Exception as e: raise BadInput(fn, f'unreadable image ({type(e).__name__}: {e})')
 
+@delegates(rgb_to_classes)
 def read_mask(fn,                            # mask PNG
               palette:str|dict='official',   # palette it was painted with
               **kwargs,                      # passed to `rgb_to_classes` (max_dist, max_off)
@@ -309,6 +311,7 @@ def _child(d:Path, name:str)->Path|None:
     "The sub-folder of `d` called `name`, case-insensitively"
     return next((o for o in sorted(d.iterdir()) if o.is_dir() and o.name.lower() == name.lower()), None)
 
+@delegates(mask_from_overlay)
 def masks_from_overlays(root,                         # data root to search for OVERLAY folders
                         palette:str|dict='official',  # palette of the overlay boundaries
                         overwrite:bool=False,         # rebuild masks that already exist

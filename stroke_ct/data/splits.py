@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 import pydicom
 from ..core import BadInput
 from .layout import (SUBTYPES, LABELS, SPLITS, MANIFEST_COLS, subtype_of, id_sort_key, label_order, scan_layout,
-                                   layout_index, read_manifest, manifest_problems, update_manifest, fake_layout)
+                                   layout_index, read_manifest, manifest_problems, update_manifest)
 from .dicom import dicom_header
 from .masks import read_mask
 
