@@ -20,7 +20,7 @@ n = len(official_manifest())
 print(f'installed package ({pathlib.Path(stroke_ct.__file__).parent}): official_manifest() has {n} images')
 assert n == 6650
 # a data folder of 36 official images (12 per subtype, official ids, the competition layout), no manifest of its own
-from stroke_ct.data.layout import fake_layout
+from stroke_ct.testing import fake_layout
 om = official_manifest()
 fold = {'normal': 'TRAINING/INMEYOK', 'ischemic': 'TRAINING/ISKEMI', 'hemorrhagic': 'TRAINING/KANAMA'}
 for (st, sp), g in om.groupby(['subtype', 'split']):
