@@ -11,10 +11,10 @@ import json, re, sys
 from pathlib import Path
 
 OUTPUT_PROBLEMS = {
-    'a machine path': re.compile(r'(?<![\w.])(/tmp/|/var/tmp/|/work/|/home/\w|/root/|/Users/\w|[A-Z]:\\Users\\|/private/var/)'),
+    'a machine path': re.compile(r'(?<![\w.])(/tmp/|/var/tmp/|/work/|/home/\w|/root/|/Users/\w|[A-Z]:\\Users\\|/private/var/)|\bTMPDIR\b'),
     'a virtual environment or installed-package path': re.compile(r'(\.venv|site-packages|dist-packages)[/\\]'),
     'a warning': re.compile(r'\b\w*Warning\b[:(]|^\s*warnings\.warn\(', re.M),
-    'a progress bar': re.compile(r'<progress\b|\|[█\-]{10,}\||\d+\.\d\d% \[\d+/\d+|\d+it/s\]|\|█'),
+    'a progress bar': re.compile(r'<progress\b|\|[█\-]{10,}\||\d+\.\d\d% \[\d+/\d+|\d+it/s\]|\|█|━{5,}'),
 }
 PROSE_PROBLEMS = {
     'a file outside the repository': re.compile(r'\.\./shared\b|\bARCHITECTURE\.md\b|\bSTYLE\.md\b|\bshared/data/README\b'),

@@ -8,8 +8,9 @@ notebooks with outputs. Cells carrying a `tst_flags` flag (`#| slow`, `#| cuda`,
 
 The stored outputs are what the docs show, so they are written as a reader should see them (`.ci/check_outputs.py`
 checks it): no text progress bars (fastprogress is silenced), no deprecation warnings raised inside third-party
-packages at import, and no paths of this machine: the scratch folders the examples make (`core.scratch_dir`) are shown
-as `TMPDIR`, this repository's folder as `.` and the sample data beside it as `../shared`; warnings raised inside
+packages at import, and no paths of this machine: a path inside a scratch folder an example made (`core.scratch_dir`)
+is shown relative to that folder (the folder itself as `.`), as if the example ran there; this repository's folder
+as `.` and the sample data beside it as `../shared`; warnings raised inside
 third-party packages are dropped. Any other warning or path is left in place, for the check to catch.
 """
 import sys, os, re, time, tempfile, warnings
@@ -31,22 +32,26 @@ _fp.NO_BAR = True                                   # no text progress bars in t
 for cat in (FutureWarning, DeprecationWarning):      # third-party deprecations at import, not ours
     warnings.filterwarnings('ignore', category=cat, module=r'(?!stroke_ct)')
 ROOT = Path.cwd().resolve()
-_SCRATCH = re.compile(re.escape(str(Path(tempfile.gettempdir()).resolve())) + r'/stroke_ct-[A-Za-z0-9_]+')
+_SCRATCH = re.compile(re.escape(str(Path(tempfile.gettempdir()).resolve())) + r'/stroke_ct-[^/\s\'"<>]+(/?)')
 
 _THIRD_PARTY_WARNING = re.compile(r'^[^\n]*[/\\](?:site|dist)-packages[/\\][^\n]*:\d+: \w*Warning: [^\n]*\n(?:[ \t]+[^\n]*\n?)?', re.M)
 
 def _clean_text(s:str)->str:
-    "A stored output's text as a reader should see it: no warning raised inside a third-party package, scratch folders as TMPDIR, this repository as '.', the sample data beside it as ../shared"
+    "A stored output's text as a reader should see it: no warning raised inside a third-party package, paths in a scratch folder relative to it, this repository as '.', the sample data beside it as ../shared"
     s = _THIRD_PARTY_WARNING.sub('', s)
     s = s.replace(str(ROOT.parent/'shared'), '../shared')
-    return _SCRATCH.sub('TMPDIR', s).replace(str(ROOT) + os.sep, '').replace(str(ROOT), '.')
+    return _SCRATCH.sub(lambda m: '' if m.group(1) else '.', s).replace(str(ROOT) + os.sep, '').replace(str(ROOT), '.')
 
 _BAR = re.compile(r'(Epoch \d+/\d+ : )?\|[█\-]*\| \d+\.\d\d% \[\d+/\d+[^\]]*\]|█')
+_RICH_BAR = re.compile(r'━{5,}.*\d+% +\d+/\d+')   # rich's bars (NNCF's "Statistics collection ━━━ 100% 24/24 • 0:00:00"): a line each
 
 def _no_bars(s:str)->str:
-    "Stream text without fastprogress's console bars (the bar pieces, and the carriage-return lines they leave)"
+    "Stream text without progress bars: fastprogress's console bars (the bar pieces, and the carriage-return lines they leave) and rich's bar lines"
     lines = []
     for l in s.split('\n'):
+        if _RICH_BAR.search(l):
+            l = '\r'.join(seg for seg in l.split('\r') if not _RICH_BAR.search(seg))
+            if not l.strip(): continue
         if not _BAR.search(l): lines.append(l); continue
         kept = [seg for seg in _BAR.sub('', l).split('\r') if seg.strip()]
         if kept: lines.append(kept[-1].rstrip() if len(kept) == 1 else ' '.join(k.strip() for k in kept))
