@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, ErrorLog, write_csv, write_json, write_text, get_device, check_owned, claim_out, publish_outputs
-from .metrics import binary_metrics
 from .report import write_table, save_fig, run_metadata, blocks_markdown
 from .figures import plot_confusion, plot_roc, plot_reliability
 from .data.layout import resolve, read_manifest, SPLITS

@@ -62,8 +62,7 @@ def report_blocks(run:Run)->list:
         out += table2_blocks(t2, 'the test split') + [fig(f'confusion_{ch.model}', f'confusion matrix of {ch.model}')]
         shown.add(L.figure(f'confusion_{ch.model}'))
     seg, g = _read(L.metrics/'seg_test.csv'), _read(L.metrics/'seg_gating.csv')
-    if g is not None: out += seg_blocks(g.set_index('metric'), seg, 'the seg_split test slices')
-    elif seg is not None: out += seg_blocks(pd.DataFrame(), seg, 'the seg_split test slices')[:2]
+    if seg is not None or g is not None: out += seg_blocks(None if g is None else g.set_index('metric'), seg, 'the seg_split test slices')
     elif s.get('unet', {}).get('skipped'): out += [('h2', 'Segmentation'), ('p', f"No U-Net: {s['unet']['skipped']} (a classification-only run).")]
     if L.figure('masks_best_worst').exists():
         out.append(fig('masks_best_worst', 'masks: slice, truth, prediction, overlay')); shown.add(L.figure('masks_best_worst'))

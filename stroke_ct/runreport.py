@@ -13,7 +13,7 @@ from .core import BadInput, write_text
 from .run import Run
 from .modelio import read_ensemble
 from .figures import slice_figure, confusion_figure
-from .review import run_slices, run_viewer_kw, slice_view, confusion_cells, thumbnail, thumb_title, window_name
+from .review import run_slices, run_viewer_kw, slice_view, confusion_cells, thumbnail, thumb_title, window_name, fmt_score
 from .pipeline import report_blocks
 
 # %% auto #0
@@ -60,8 +60,6 @@ def block_html(b:tuple, root)->str:
     return f'<p>{md_inline(v)}</p>'
 
 # %% ../nbs/54_runreport.ipynb #6a2d69b0
-def _f3(x)->str: return 'n/a' if x is None or x != x else f'{x:.3f}'
-
 def slice_figures(run,      # a run folder or `run.Run`
                   n:int=3,  # worst slices, and best slices, to show
                  )->list:   # [(caption, PNG data URI)]
@@ -77,7 +75,7 @@ def slice_figures(run,      # a run folder or `run.Run`
             o = slice_view(row, 'brain', kw['predictor'], palette=r.cfg.data.palette)
             s = o['scores'] or {}
             lines = [f"{i} · {row.get('subtype', '')} · image: {o['src']}",
-                     f"Dice: hemorrhage {_f3(s.get('dice_hemorrhage'))} · ischemia {_f3(s.get('dice_ischemia'))} · lesion {_f3(s.get('mean_dice'))}"]
+                     f"Dice: hemorrhage {fmt_score(s.get('dice_hemorrhage'))} · ischemia {fmt_score(s.get('dice_ischemia'))} · lesion {fmt_score(s.get('mean_dice'))}"]
             lines += [t for t in (o['tnote'], o['pnote']) if t]
             wtag = window_name('brain') if o['src'].startswith('DICOM') else 'PNG'
             fig = slice_figure(o['img'], o['truth'], o['pred'], lines, title=f'{i} · {wtag}', palette=r.cfg.data.palette)

@@ -215,13 +215,14 @@ def table2_blocks(t:pd.DataFrame, # a `classification_table`
             ('p', f'Chosen vote (best validation F1, in `models/ensemble.json`): **{ch.model}**, F1 {ch.f1:.3f} on {where}. '
                   'Intervals: 95% percentile bootstrap over slices; empty where undefined on this data (one class only).')]
 
-def seg_blocks(gating:pd.DataFrame, # a `gated_scores` gating table
+def seg_blocks(gating:pd.DataFrame|None, # a `gated_scores` gating table (None: no gating blocks)
                summary:pd.DataFrame|None=None, # the U-Net's `evaluate_masks` summary (all metrics, with intervals)
                where:str='',        # what it was scored on, for the heading
               )->list:
     "The segmentation scores as report blocks: the summary with intervals, then the U-Net alone and gated side by side"
     out = [('h2', f'Segmentation{" on " + where if where else ""} (lesion classes; mean_dice leaves background out)')]
     if summary is not None: out.append(('table', summary[[c for c in ('metric', 'value', 'lo', 'hi', 'n') if c in summary.columns]]))
+    if gating is None: return out
     return out + [('h2', 'Classify-then-segment gating'),
                   ('p', 'Masks are blanked where the chosen vote says *normal*. Per-class scores average over the slices that have '
                         'the class, so lesion pixels predicted on normal slices show only in the pooled competition IoU and in the '

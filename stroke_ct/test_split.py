@@ -5,7 +5,7 @@
 # %% ../nbs/24_test_split.ipynb #5c0e0002
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .report import write_table, save_fig
+from .report import write_table
 from .scoring import gated_scores, lesion_summary
 from .figures import plot_predictions
 from .data.dicom import read_slice
