@@ -7,13 +7,13 @@ notebooks with outputs. Cells carrying a `tst_flags` flag (`#| slow`, `#| cuda`,
 (default: every notebook in nbs/). Run `nbdev_clean` afterwards.
 
 The stored outputs are what the docs show, so they are written as a reader should see them (`.ci/check_outputs.py`
-checks it): no text progress bars (fastprogress is silenced), no deprecation warnings raised inside third-party
-packages at import, and no paths of this machine: a path inside a scratch folder an example made (`core.scratch_dir`)
+checks it): no text progress bars (fastprogress is silenced; the bars that print anyway are taken out), and no paths
+of this machine: a path inside a scratch folder an example made (`core.scratch_dir`)
 is shown relative to that folder (the folder itself as `.`), as if the example ran there; this repository's folder
 as `.` and the sample data beside it as `../shared`; warnings raised inside
 third-party packages are dropped. Any other warning or path is left in place, for the check to catch.
 """
-import sys, os, re, time, tempfile, warnings
+import sys, os, re, time, tempfile
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
@@ -29,8 +29,6 @@ fns = [Path(o) for o in sys.argv[1:] if o != '--clean-only'] or sorted(p for p i
 os.environ['IN_TEST'] = '1'
 import fastprogress.fastprogress as _fp
 _fp.NO_BAR = True                                   # no text progress bars in the stored outputs
-for cat in (FutureWarning, DeprecationWarning):      # third-party deprecations at import, not ours
-    warnings.filterwarnings('ignore', category=cat, module=r'(?!stroke_ct)')
 ROOT = Path.cwd().resolve()
 _SCRATCH = re.compile(re.escape(str(Path(tempfile.gettempdir()).resolve())) + r'/stroke_ct-[^/\s\'"<>]+(/?)')
 
