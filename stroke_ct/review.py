@@ -14,7 +14,7 @@ from .data.masks import read_mask, resize_mask
 from .metrics import SEG_CLASSES, seg_class_scores, competition_counts, competition_iou
 from .modelio import read_ensemble
 from .run import Run
-from .infer import hard_vote, ModelSpec, predict_masks
+from .infer import hard_vote, combine_votes, ModelSpec, predict_masks
 from .scoring import vote_variants
 
 # %% auto #0
@@ -200,9 +200,7 @@ def run_slices(run,                   # a run folder (or a `run.Run`)
         if L.models.ensemble.exists():
             ens, ok = read_ensemble(L.models.ensemble, names), ~np.isnan(P).all(1)
             df['decision'], df['probability'] = np.nan, np.nan
-            if ok.any():
-                ch = next(r for r in vote_variants(P[ok].T, names, ens=ens).values() if r.get('chosen'))   # the run's vote, as `predict` decides
-                df.loc[ok, 'decision'], df.loc[ok, 'probability'] = ch['pred'], ch['score']
+            if ok.any(): df.loc[ok, 'decision'], df.loc[ok, 'probability'] = combine_votes(P[ok].T, names, ens.vote, ens.threshold, ens.weights)   # as `predict` decides
     per = L.metrics/'seg_test_per_image.csv'
     if per.exists(): df['dice'] = df.image_id.map(pd.read_csv(per, dtype={'id': str}).set_index('id')['mean_dice'])
     return review_columns(df.reset_index(drop=True))
