@@ -5,7 +5,7 @@
 # %% ../nbs/51_predict.ipynb #9cd3e3a0
 from __future__ import annotations
 from fastcore.meta import delegates
-import functools, io, os, time, warnings
+import functools, io, os, re, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,9 +14,11 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .core import (BadInput, ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, resolve_precision,
                             torch_threads, escape_text, check_out, check_owned, claim_out, publish_outputs)
-from .data.dicom import find_slices, DICOM_SUFFIXES, JPEG_SUFFIXES
+from .data.dicom import find_slices, sniff, DICOM_SUFFIXES, JPEG_SUFFIXES
+from .data.series import scan_series, series_row, SERIES_COLS, SERIES_SLICE_COLS
+from .data.seg import write_seg
 from .data.layout import scan_layout
-from .data.masks import save_mask, resize_mask
+from .data.masks import save_mask, resize_mask, read_mask
 from .modelio import VOTES
 from .runlayout import RunLayout, require_complete
 from .run import RunConfig, PredictConfig
@@ -123,16 +125,20 @@ class _MaskWriter:
         while self.pending: self._collect(*self.pending.popleft())
         self.ex.shutdown()
 
-OUTPUTS = ('masks', 'errors.csv', 'skipped.csv', 'stage1.csv', 'stage1.txt', 'predict.json')  # what a run leaves, predict.json last
+OUTPUTS = ('masks', 'seg', 'errors.csv', 'skipped.csv', 'stage1.csv', 'stage1.txt', 'series.csv', 'series_slices.csv', 'predict.json')  # what a run leaves, predict.json last
 MASK_BYTES = 64 << 10   # room to ask for per slice (a MASK PNG is a few kB)
 
-def _write_outputs(out, rows, names, log, skipped, meta, fallback=()):
+def _write_outputs(out, rows, names, log, skipped, meta, fallback=(), series=None):
     df = pd.DataFrame(rows, columns=['image_id', 'stroke', 'probability', *[f'{c}_{n}' for n in names for c in ('vote', 'prob')], 'file'])
     df['file'] = df.file.map(escape_text)
     write_csv(out/'stage1.csv', df)
     write_text(out/'stage1.txt', stage1_text([*df.image_id, *(i for i, _ in fallback)], [*df.stroke, *(a for _, a in fallback)]))
     log.write(out/'errors.csv')
     skipped.write(out/'skipped.csv')
+    srows, slices = series or ([], [])
+    if srows:
+        write_csv(out/'series.csv', pd.DataFrame(srows, columns=SERIES_COLS))
+        write_csv(out/'series_slices.csv', pd.DataFrame(slices, columns=SERIES_SLICE_COLS).assign(file=lambda d: d.file.map(escape_text)))
     write_json(out/'predict.json', meta)
     return df
 
@@ -147,6 +153,43 @@ def predict_defaults(models_dir)->PredictConfig:
     "The predict section of the run's configuration (RUN/config.json beside RUN/models), else the built-in defaults"
     f = Path(models_dir).parent/'config.json'
     return RunConfig.load(f).predict if f.is_file() else PredictConfig()
+
+# %% ../nbs/51_predict.ipynb #b13b10f8
+def _series_of(files, skipped:ErrorLog)->tuple:
+    "(the files to predict, `scan_series` of their DICOMs): what is not an axial CT slice is set aside into `skipped`"
+    aside = ErrorLog()
+    series = scan_series([f for f in files if sniff(f) == 'dicom'], skipped=aside)
+    gone = {r['file'] for r in aside.rows}
+    skipped.rows += aside.rows
+    return [f for f in files if str(f) not in gone], series
+
+def _uid_name(uid:str)->str: return re.sub(r'[^0-9A-Za-z.]', '_', str(uid))[:64] or 'series'
+
+def _series_outputs(series, rows, stage:Path, log:ErrorLog, k:int, seg:bool, has_masks:bool)->tuple:
+    "The rows of series.csv and series_slices.csv, and one DICOM-SEG per series in stage/seg (failures into `log`)"
+    srows, sslices = [], []
+    ser = series[series.series_uid.notna() & series['index'].notna()]
+    if not len(ser): return srows, sslices
+    answers = {r[-1]: (r[0], r[1], r[2]) for r in rows}
+    for _, g in ser.groupby(['study_uid', 'series_uid'], sort=False, dropna=False):
+        ms, got = None, [f for f in g.file if f in answers]
+        if has_masks:
+            ms = {}
+            for f in got:
+                try: ms[f] = read_mask(stage/'masks'/f'{answers[f][0]}.png')
+                except Exception: pass   # its failure is already in errors.csv
+            if len(ms) < len(got): ms = None
+        row, sl = series_row(g, answers, ms, k)
+        if seg and ms and len(set(g.sop_uid)) < len(g):
+            row['problem'] = '; '.join(filter(None, [row['problem'], 'no DICOM-SEG: one instance (SOPInstanceUID) in two files']))
+        elif seg and ms:
+            fn = stage/'seg'/f'{_uid_name(row["series_uid"])}.dcm'
+            try: write_seg(fn, got, np.stack([ms[f] for f in got])); row['seg_file'] = f'seg/{fn.name}'
+            except Exception as e:
+                log.add(got[0], f'DICOM-SEG of series {row["series_uid"]} not written: {e}')
+                row['problem'] = '; '.join(filter(None, [row['problem'], 'no DICOM-SEG (see errors.csv)']))
+        srows.append(row); sslices += sl
+    return srows, sslices
 
 # %% ../nbs/51_predict.ipynb #6ec51d57
 def predict(models_dir,              # a finished run's models folder: classifiers/<name>/, unet/, ensemble.json, complete.json
@@ -164,6 +207,8 @@ def predict(models_dir,              # a finished run's models folder: classifie
             device=None,             # default: CUDA if available, else CPU
             models=None,             # already loaded models (`infer.load_models`), to skip loading
             fallback:int|None=None,  # stage1.txt answer for slices that could not be read (None: leave them out)
+            series_k:int|None=None,  # a DICOM series is stroke when this many neighbouring slices are (None: the run's default, 1)
+            dicom_seg:bool|None=None,# one DICOM-SEG per DICOM series in seg/ (None: the run's default, on)
             allow_partial:bool=False,# predict with an unfinished models folder (`runlayout.check_complete`), saying what is missing
             progress:bool=True,      # show a progress bar
            )->dict:                  # summary: counts, n_failed, n_skipped, seconds, images_per_s, precision, missing_models, ...
@@ -174,6 +219,8 @@ def predict(models_dir,              # a finished run's models folder: classifie
     pc = predict_defaults(models_dir)
     bs, precision = pc.bs if bs is None else bs, pc.precision if precision is None else precision
     segment_all = pc.segment_all if segment_all is None else segment_all
+    series_k, dicom_seg = pc.series_k if series_k is None else series_k, pc.dicom_seg if dicom_seg is None else dicom_seg
+    if series_k < 1: raise ValueError(f'series_k must be at least 1, got {series_k}')
     device = get_device(device)
     M = models or load_models(models_dir)
     cls, unet, ens = M.classifiers, M.unet, M.ensemble
@@ -188,6 +235,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
     with claim_out(out) as stage:
         prefer = 'dicom' if cls and all(m.rec.input == 'dicom' for m in cls) else 'png'
         files = find_inputs(inputs, log, exclude=_exclude(out, inputs), skipped=skipped, prefer=prefer)
+        files, series = _series_of(files, skipped)
         check_out(out, need=(1 << 20) + MASK_BYTES*len(files)*(unet is not None))
         ids = dict(zip(map(str, files), image_ids(files)))
         num_workers, num_threads = cpu_plan(len(files), bs, num_workers, num_threads, device)
@@ -215,18 +263,20 @@ def predict(models_dir,              # a finished run's models folder: classifie
                         rows.append([ids[str(fn)], int(s[k]), float(pr[k]), *votes, str(fn)])
                         if unet is not None: writer.submit(fn, stage/'masks'/f'{ids[str(fn)]}.png', masks[k], hw)
         finally: writer.close()
+        srows, sslices = _series_outputs(series, rows, stage, log, series_k, dicom_seg and unet is not None, unet is not None)
         t2, n_masks, answered = time.time(), writer.n, {r[-1] for r in rows}
         n_ok, n_unanswered = len(rows), len({r['file'] for r in log.rows} - answered)
         summ = dict(n_inputs=n_ok + n_unanswered, n_ok=n_ok, n_unanswered=n_unanswered, n_failed=len(log), n_skipped=len(skipped),
                     n_stroke=sum(r[1] for r in rows), n_normal=sum(1 - r[1] for r in rows), n_masks=n_masks, n_segmented=n_seg,
+                    n_series=len(srows), n_series_stroke=sum(r['stroke'] for r in srows), n_seg_files=sum(bool(r['seg_file']) for r in srows),
                     seconds=round(t2 - t0, 3), seconds_loading=round(t1 - t0, 3), images_per_s=round(n_ok/(t2 - t1), 2) if n_ok else None,
                     precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
                     vote=vote, threshold=float(threshold), device=str(device), out=str(out), missing_models=missing, has_unet=unet is not None)
-        meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, torch=torch.__version__,
+        meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, series_k=series_k, dicom_seg=dicom_seg, torch=torch.__version__,
                     models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size, window=m.window,
                                  sha256=m.rec.sha256, precision=m.plan_for(plan).precision, bs=m.bs) for m in allm])
         fb = [] if fallback is None else [(ids[str(f)], int(fallback)) for f in files if str(f) not in answered]
-        _write_outputs(stage, rows, names, log, skipped, meta, fb)
+        _write_outputs(stage, rows, names, log, skipped, meta, fb, (srows, sslices))
         summ['moved_aside'] = publish_outputs(stage, out, OUTPUTS)
     if unet is None: warnings.warn(f'{models_dir}: no unet/ folder, so no masks were written')
     return summ

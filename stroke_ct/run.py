@@ -84,6 +84,8 @@ class PredictConfig:
     precision:str = 'auto'     # `core.PRECISIONS`
     bs:int = 16                # slices per batch
     segment_all:bool = False   # run the U-Net on every slice, not only those classified stroke
+    series_k:int = 1           # a DICOM series is called stroke when at least this many neighbouring slices are (`data.series.series_call`)
+    dicom_seg:bool = True      # write one DICOM Segmentation per DICOM series (`data.seg.write_seg`)
 
 @dataclass
 class SynthConfig:

@@ -138,6 +138,9 @@ def write_dicom(fn,                 # destination .dcm
                 image_id=0,         # image id (seeds the SOP instance UID)
                 instance:int=1,     # InstanceNumber within the patient
                 spacing:float=.45,  # PixelSpacing in mm
+                z:float|None=None,  # slice position in mm along the head-feet axis (None: 5 mm per instance)
+                series:str='1',     # which series of the patient (seeds the series UID)
+                description:str='', # SeriesDescription
                )->Path:
     "Write `hu` as a CT Image Storage DICOM file (stored = HU + 1024), atomically"
     meta = FileMetaDataset()
@@ -145,11 +148,15 @@ def write_dicom(fn,                 # destination .dcm
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset(); ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = _uid(patient, 'study'), _uid(patient, 'series')
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = _uid(patient, 'study'), _uid(patient, 'series', *([series] if series != '1' else []))
+    ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = _uid(patient, 'frame'), ''
+    ds.PatientBirthDate = ds.PatientSex = ds.ReferringPhysicianName = ds.StudyID = ds.AccessionNumber = ds.KVP = ds.AcquisitionNumber = ds.Laterality = ''
+    ds.StudyTime, ds.PatientPosition, ds.SeriesDescription = '120000', 'HFS', description
     ds.PatientID, ds.PatientName, ds.Modality, ds.Manufacturer = patient, 'Synthetic^Phantom', 'CT', 'stroke_ct synth'
-    ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber, ds.ImageType = '20210101', 1, int(instance), ['DERIVED', 'SECONDARY', 'AXIAL']
-    ds.SliceThickness, ds.SliceLocation = 5, 5.*instance
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 5.*instance], [1, 0, 0, 0, 1, 0]
+    z = 5.*instance if z is None else float(z)
+    ds.StudyDate, ds.SeriesNumber, ds.InstanceNumber, ds.ImageType = '20210101', int(series) if str(series).isdigit() else 1, int(instance), ['DERIVED', 'SECONDARY', 'AXIAL']
+    ds.SliceThickness, ds.SliceLocation = 5, z
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, z], [1, 0, 0, 0, 1, 0]
     ds.Rows, ds.Columns = hu.shape
     ds.PixelSpacing = [spacing, spacing]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, 'MONOCHROME2'
