@@ -11,11 +11,14 @@ from matplotlib.patches import Rectangle
 from .data.masks import classes_to_rgb, make_overlay
 from .report import save_fig
 from .scoring import roc_points, reliability
-from .metrics import binary_metrics
+from .metrics import binary_metrics, SEG_CLASSES
+from .data.dicom import dicom_header, dicom_u8
+from .data.series import scan_series
+from .data.seg import read_seg
 
 # %% auto #0
 __all__ = ['ZOOMS', 'SLICE_TITLES', 'plot_confusion', 'plot_roc', 'plot_reliability', 'mask_rgb', 'overlay', 'zoom_box',
-           'frame_lesion', 'draw_slice', 'slice_figure', 'plot_predictions', 'confusion_figure']
+           'frame_lesion', 'draw_slice', 'slice_figure', 'plot_predictions', 'confusion_figure', 'seg_figure']
 
 # %% ../nbs/15_figures.ipynb #5550d0e8
 def plot_confusion(tp:int, fp:int, fn:int, tn:int, # confusion counts (e.g. from `metrics.confusion`)
@@ -214,4 +217,28 @@ def confusion_figure(counts:dict,       # tp, fp, fn, tn
         if thumbs[j] is not None: tax.imshow(thumbs[j], cmap='gray', vmin=0, vmax=255)
         if j < len(thumb_titles): tax.set_title(thumb_titles[j], fontsize=7)
     if footer: fig.text(0.99, 0.01, footer, ha='right', fontsize=7)
+    return fig
+
+# %% ../nbs/15_figures.ipynb #6078baa7
+def seg_figure(seg_file,             # a DICOM Segmentation (`data.seg.write_seg`, or one a PACS sent back)
+               ct_files,             # DICOM files holding the CT series it references (others are ignored)
+               n:int=3,              # slices to draw: those with the largest segmented area
+               window:str='brain',   # the CT window (`data.dicom.WINDOWS`)
+               alpha:float=0.5,      # overlay opacity
+               size:float=3.,        # inches per panel
+              )->Figure:
+    "The slices of a CT series with the largest lesions, the DICOM-SEG's segments drawn over them in the official colours"
+    ref = {str(s.SeriesInstanceUID) for s in dicom_header(seg_file).ReferencedSeriesSequence}
+    ct = scan_series(ct_files)
+    ct = ct[ct.series_uid.isin(ref)].reset_index(drop=True)
+    if not len(ct): raise ValueError(f'{seg_file}: none of the CT files given is in the series it references')
+    masks = read_seg(seg_file, ct.sop_uid)
+    ks = sorted(np.argsort([-(m > 0).sum() for m in masks], kind='stable')[:n])
+    fig = Figure(figsize=(size*len(ks), size + .4), dpi=72)
+    for j, k in enumerate(ks):
+        ax = fig.add_subplot(1, len(ks), j + 1)
+        ax.imshow(overlay(dicom_u8(ct.file[k], window), masks[k], alpha=alpha)); ax.set_axis_off()
+        ml = ', '.join(f'{SEG_CLASSES[c]} {int((masks[k] == c).sum())} px' for c in (1, 2) if (masks[k] == c).any()) or 'no lesion'
+        ax.set_title(f'slice {k + 1}/{len(ct)}, z {ct.z[k]:.1f} mm\n{ml}', fontsize=9)
+    fig.tight_layout()
     return fig
