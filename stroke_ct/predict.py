@@ -154,7 +154,7 @@ def predict_defaults(models_dir)->PredictConfig:
     f = Path(models_dir).parent/'config.json'
     return RunConfig.load(f).predict if f.is_file() else PredictConfig()
 
-# %% ../nbs/51_predict.ipynb #b13b10f8
+# %% ../nbs/51_predict.ipynb #165c860b
 def _series_of(files, skipped:ErrorLog)->tuple:
     "(the files to predict, `scan_series` of their DICOMs): what is not an axial CT slice is set aside into `skipped`"
     aside = ErrorLog()
@@ -297,6 +297,8 @@ def predict_cli(inputs,                 # PNG/DICOM files and/or folders (`strok
     msg = (f"{s['n_ok']} slice(s): {s['n_stroke']} stroke, {s['n_normal']} normal; "
            f"{s['n_masks']} mask(s)" + ('' if s['has_unet'] else ' (no U-Net in this models folder)') +
            f"; {s['images_per_s']} images/s ({s['precision']}); wrote {out/'stage1.txt'}")
+    if s['n_series']: msg += (f"; {s['n_series']} DICOM series ({s['n_series_stroke']} stroke), see {out/'series.csv'}" +
+                              (f", {s['n_seg_files']} DICOM-SEG in {out/'seg'}" if s['n_seg_files'] else ''))
     if s['n_failed']: msg += f"; {s['n_failed']} failed, see {out/'errors.csv'}"
     if s['n_skipped']: msg += f"; {s['n_skipped']} file(s) in the input folders are not slices, see {out/'skipped.csv'}"
     if not s['n_ok'] and not s['n_failed']: msg += ' (no PNG or DICOM slices found)'

@@ -181,7 +181,7 @@ def choose_k(calls:list, # per series: 0/1 slice calls in z order
         return 2*tp/max(1, int(p.sum()) + int(y.sum()))
     return max(ks, key=lambda k: (f1(k), -k))
 
-# %% ../../nbs/03a_data.series.ipynb #0681e54f
+# %% ../../nbs/03a_data.series.ipynb #05ee7933
 SERIES_COLS = ['study_uid', 'series_uid', 'patient_id', 'series_number', 'series_description', 'n_slices', 'n_answered', 'order_by',
                'stroke', 'k', 'longest_run', 'stroke_slices', 'step_mm', 'pixel_mm', *[f'{c}_ml' for c in SEG_CLASSES[1:]],
                'largest_class', 'largest_ml', 'largest_extent_mm', 'seg_file', 'problem']
