@@ -51,6 +51,14 @@ def _synth(a):
     print(f'wrote {len(df)} synthetic slices to {a.out} ({time.time()-t:.1f} s); manifest: {Path(a.out)/"data_manifest.csv"}')
     return 0
 
+def _synth_series(a):
+    from stroke_ct.data.synth_series import make_phantom_series
+    t = time.time()
+    df = make_phantom_series(a.out, n_series=a.n, seed=a.seed, n_slices=a.slices, size=a.size)
+    print(f'wrote {len(df)} phantom DICOM series of {a.slices} slices to {Path(a.out)/"dicom"} ({time.time()-t:.1f} s); '
+          f'true lesion volumes: {Path(a.out)/"truth.csv"}')
+    return 0
+
 def _manifest(a):
     from stroke_ct.data.splits import build_manifest
     from stroke_ct.data.layout import write_manifest
@@ -108,10 +116,19 @@ def _train(a):
     return 0
 
 def _predict(a):
-    from stroke_ct.predict import predict_cli
-    code, msg = predict_cli(a.inputs, a.models, a.out, segment_all=a.segment_all, bs=a.bs, precision=a.precision,
-                            num_threads=a.threads, num_workers=a.workers, vote=a.vote, threshold=a.threshold, fallback=a.fallback,
-                            allow_partial=a.allow_partial)
+    kw = dict(segment_all=a.segment_all, bs=a.bs, precision=a.precision, num_threads=a.threads, num_workers=a.workers, vote=a.vote,
+              threshold=a.threshold, fallback=a.fallback, allow_partial=a.allow_partial, series_k=a.series_k, dicom_seg=a.dicom_seg)
+    if a.dicomweb:
+        from stroke_ct.pacs import predict_study_cli, PacsError
+        if not a.study: raise ValueError('--dicomweb needs --study UID (the StudyInstanceUID to predict)')
+        if a.inputs: raise ValueError('give input files and folders, or --dicomweb URL --study UID, not both')
+        try: code, msg = predict_study_cli(a.models, a.dicomweb, a.study, a.out, store=a.store, user=a.user, **kw)
+        except PacsError as e: print(f'stroke-ct predict: error: {e}', file=sys.stderr); return 2
+    else:
+        if a.study or a.store or a.user: raise ValueError('--study, --store and --user go with --dicomweb URL')
+        if not a.inputs: raise ValueError('no inputs: give PNG/DICOM files or folders, or --dicomweb URL --study UID')
+        from stroke_ct.predict import predict_cli
+        code, msg = predict_cli(a.inputs, a.models, a.out, **kw)
     print(msg)
     return code
 
@@ -143,6 +160,13 @@ def _synth_args(sub):
     s.add_argument('--no-masks', dest='masks', action='store_false',
                    help='no MASK folders, only OVERLAY, as the public release ships it (rebuild them with masks-from-overlays)')
     s.set_defaults(fn=_synth)
+    s = sub.add_parser('synth-series', help='write phantom DICOM series (shuffled file names) with lesions of known volume')
+    s.add_argument('out', help='folder to write into: OUT/dicom/, OUT/truth.csv, OUT/truth_masks.npz')
+    s.add_argument('--n', type=_positive, default=2, help='series, one patient each (default 2)')
+    s.add_argument('--slices', type=_positive, default=16, help='slices per series, 2.5 mm apart (default 16)')
+    s.add_argument('--size', type=_positive, default=256, help='rows and columns of each slice (default 256)')
+    s.add_argument('--seed', type=int, default=0, help='the set is a function of the seed (default 0)')
+    s.set_defaults(fn=_synth_series)
 
 @subcommand
 def _manifest_args(sub):
@@ -223,7 +247,7 @@ def _train_args(sub):
 @subcommand
 def _predict_args(sub):
     s = sub.add_parser('predict', help='stage-1 table and stage-2 masks for unseen PNG/DICOM slices')
-    s.add_argument('inputs', nargs='+', help='PNG/DICOM files and/or folders (searched recursively)')
+    s.add_argument('inputs', nargs='*', help='PNG/DICOM files and/or folders (searched recursively); or --dicomweb URL --study UID')
     s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
     s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json')
     s.add_argument('--precision', default=None, choices=['auto', 'int8', 'fp32', 'bf16', 'fp16'],
@@ -283,11 +307,21 @@ def _report_args(sub):
 def _predict_partial_args(sub):
     sub.choices['predict'].add_argument('--allow-partial', action='store_true',
         help="predict with an unfinished run's models (some missing: says which, and exits 1)")
+    sub.choices['predict'].add_argument('--series-k', type=_positive, default=None,
+        help="a DICOM series is called stroke when at least K neighbouring slices are (default: the run's config.json predict.series_k, else 1)")
+    sub.choices['predict'].add_argument('--no-dicom-seg', dest='dicom_seg', action='store_const', const=False, default=None,
+        help='no DICOM Segmentation per DICOM series (default: one per series in OUT/seg/)')
+    g = sub.choices['predict'].add_argument_group('a study on a PACS (DICOMweb)')
+    g.add_argument('--dicomweb', metavar='URL', help='the PACS DICOMweb root (e.g. https://pacs.example.org/dicom-web): fetch --study from it')
+    g.add_argument('--study', metavar='UID', help='the StudyInstanceUID to fetch and predict (into OUT/study/)')
+    g.add_argument('--store', action='store_true', help="send each series' DICOM-SEG back to the PACS (STOW-RS); OUT/stored.json says what was stored")
+    g.add_argument('--user', help='user name for the PACS (HTTP basic authentication); the password is read from $DICOMWEB_PASSWORD')
 
 # %% ../nbs/90_cli.ipynb #a11e0002
 _GB = 1 << 30
 OUT_CHECKS = {  # command -> (its output folder, bytes it may write), from the parsed arguments
     'synth': lambda a: (a.out, (a.n_normal + a.n_ischemic + a.n_hemorrhagic) << 20),
+    'synth-series': lambda a: (a.out, a.n*a.slices*(2*a.size*a.size + 4096)),
     'manifest': lambda a: (Path(a.out).parent if a.out else a.root, 0),
     'dicom2png': lambda a: (a.out, 0),
     'demo': lambda a: (a.out, _GB // 2 if a.quick else _GB),
