@@ -249,7 +249,7 @@ def _predict_args(sub):
     s = sub.add_parser('predict', help='stage-1 table and stage-2 masks for unseen PNG/DICOM slices')
     s.add_argument('inputs', nargs='*', help='PNG/DICOM files and/or folders (searched recursively); or --dicomweb URL --study UID')
     s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
-    s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json')
+    s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json; for DICOM series series.csv, series_slices.csv, seg/')
     s.add_argument('--precision', default=None, choices=['auto', 'int8', 'fp32', 'bf16', 'fp16'],
                    help='auto: the int8 copies (stroke-ct quantize) on CPUs with VNNI, else bf16 on CPUs that have it, '
                         'fp16 on CUDA, else fp32 (default auto)')

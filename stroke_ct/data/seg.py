@@ -64,13 +64,14 @@ def write_seg(fn,                    # the .dcm to write (atomically)
         if (int(h.Rows), int(h.Columns)) != x.shape: raise ValueError(f'{f}: a {h.Columns}x{h.Rows} slice but a {x.shape[1]}x{x.shape[0]} mask')
     if m.max(initial=0) >= len(SEG_CLASSES): raise ValueError(f'{fn}: class {m.max()} in the masks; classes are {SEG_CLASSES}')
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # highdicom warns when it must encode the empty frames of a lesion-free series
+        warnings.simplefilter('ignore')
         seg = hd.seg.Segmentation(
             source_images=hdrs, pixel_array=m.astype(np.uint8), segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=seg_descriptions(), series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer='stroke_ct', manufacturer_model_name='stroke_ct',
             software_versions=__version__, device_serial_number='0', series_description=description,
-            content_label='LESIONS', content_description='stroke lesions (automatic)')
+            content_label='LESIONS', content_description='stroke lesions (automatic)',
+            omit_empty_frames=bool(m.any()))   # a lesion-free series keeps its (empty) frames: a SEG needs at least one
     with atomic_path(fn) as tmp: seg.save_as(tmp)
     return fn
 

@@ -143,8 +143,9 @@ def lesion_volumes(cls:np.ndarray, # uint8 (slices, rows, cols) class maps in z 
     out = {f'{n}_ml': float((cls == k).sum()*v) for k, n in enumerate(names, 1)}
     best = (0, None, None)
     for k, n in enumerate(names, 1):
-        lab, m = ndimage.label(cls == k, structure=np.ones((3, 3, 3), bool))
-        if not m: continue
+        box = ndimage.find_objects((cls == k).view(np.uint8) if cls.dtype == bool else (cls == k).astype(np.uint8))
+        if not box or box[0] is None: continue
+        lab, m = ndimage.label(cls[box[0]] == k, structure=np.ones((3, 3, 3), bool))   # labelled within the class's bounding box only
         sizes = np.bincount(lab.ravel())[1:]
         i = int(sizes.argmax())
         if sizes[i] > best[0]: best = (int(sizes[i]), n, ndimage.find_objects(lab)[i])
