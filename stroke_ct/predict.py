@@ -168,7 +168,7 @@ def _uid_name(uid:str)->str: return re.sub(r'[^0-9A-Za-z.]', '_', str(uid))[:64]
 def _series_outputs(series, rows, stage:Path, log:ErrorLog, k:int, seg:bool, has_masks:bool)->tuple:
     "The rows of series.csv and series_slices.csv, and one DICOM-SEG per series in stage/seg (failures into `log`)"
     srows, sslices = [], []
-    ser = series[series.series_uid.notna() & series['index'].notna()]
+    ser = series[series['index'].notna()]   # the slices `scan_series` put in a series
     if not len(ser): return srows, sslices
     answers = {r[-1]: (r[0], r[1], r[2]) for r in rows}
     for _, g in ser.groupby(['study_uid', 'series_uid'], sort=False, dropna=False):
@@ -263,7 +263,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
                         rows.append([ids[str(fn)], int(s[k]), float(pr[k]), *votes, str(fn)])
                         if unet is not None: writer.submit(fn, stage/'masks'/f'{ids[str(fn)]}.png', masks[k], hw)
         finally: writer.close()
-        srows, sslices = _series_outputs(series, rows, stage, log, series_k, dicom_seg and unet is not None, unet is not None)
+        srows, sslices = _series_outputs(series, rows, stage, log, series_k, dicom_seg, unet is not None)
         t2, n_masks, answered = time.time(), writer.n, {r[-1] for r in rows}
         n_ok, n_unanswered = len(rows), len({r['file'] for r in log.rows} - answered)
         summ = dict(n_inputs=n_ok + n_unanswered, n_ok=n_ok, n_unanswered=n_unanswered, n_failed=len(log), n_skipped=len(skipped),

@@ -34,12 +34,12 @@ def slice_header(fn:str|Path, # a DICOM file
     g = lambda k: ds.get(k, None)
     iop = _floats(g('ImageOrientationPatient'), 6)
     return dict(file=str(fn), study_uid=str(g('StudyInstanceUID') or '') or None, series_uid=str(g('SeriesInstanceUID') or '') or None,
-                sop_uid=str(g('SOPInstanceUID') or '') or None, frame_uid=str(g('FrameOfReferenceUID') or '') or None,
+                sop_uid=str(g('SOPInstanceUID') or '') or None,
                 patient_id=str(g('PatientID') or ''), series_number=_int(g('SeriesNumber')), series_description=str(g('SeriesDescription') or ''),
                 modality=str(g('Modality') or '') or None, image_type='\\'.join(map(str, g('ImageType') or [])).upper(),
                 instance=_int(g('InstanceNumber')), position=_floats(g('ImagePositionPatient'), 3), orientation=iop,
                 pixel_spacing=_floats(g('PixelSpacing'), 2), rows=_int(g('Rows')), cols=_int(g('Columns')),
-                frames=_int(g('NumberOfFrames')) or 1, thickness=(_floats([g('SliceThickness')], 1) or [None])[0])
+                frames=_int(g('NumberOfFrames')) or 1)
 
 # %% ../../nbs/03a_data.series.ipynb #b0437d7d
 AXIAL_MIN = 0.8   # |cos| between the slice normal and the head-feet axis at or above which a slice counts as axial
@@ -90,9 +90,9 @@ def scan_series(files,                    # DICOM files (any names, any folders)
             if skipped is not None: skipped.add(f, why)
             continue
         hs.append(h)
-    df = pd.DataFrame(hs, columns=['file', 'study_uid', 'series_uid', 'sop_uid', 'frame_uid',
+    df = pd.DataFrame(hs, columns=['file', 'study_uid', 'series_uid', 'sop_uid',
                                    'patient_id', 'series_number', 'series_description', 'modality', 'image_type', 'instance',
-                                   'position', 'orientation', 'pixel_spacing', 'rows', 'cols', 'frames', 'thickness'])
+                                   'position', 'orientation', 'pixel_spacing', 'rows', 'cols', 'frames'])
     df['z'], df['index'], df['order_by'] = np.nan, pd.array([pd.NA]*len(df), dtype='Int64'), None
     grouped = df.series_uid.notna() & (df.frames == 1)   # a multi-frame file carries its own per-frame geometry: read alone
     parts = [df[~grouped]]
@@ -132,7 +132,7 @@ def series_geometry(g:pd.DataFrame, # one series from `scan_series` (in z order)
     return dict(pixel_mm=(dr, dc), step_mm=med, voxel_ml=dr*dc*med/1000, problem=None)
 
 # %% ../../nbs/03a_data.series.ipynb #c4a6c387
-def lesion_volumes(cls:np.ndarray, # uint8 (slices, rows, cols) class maps in z order (0 background, 1 hemorrhage, 2 ischemia)
+def lesion_volumes(cls:np.ndarray|None, # uint8 (slices, rows, cols) class maps in z order (0 background, 1 hemorrhage, 2 ischemia); unused when `geo` has a problem
                    geo:dict,       # `series_geometry`
                   )->dict:         # <class>_ml per lesion class, largest_class, largest_ml, largest_extent_mm (z, y, x)
     "Lesion volumes in mL per class and the largest connected lesion of a series; NaN volumes when the geometry has a problem"
@@ -201,15 +201,11 @@ def series_row(g:pd.DataFrame,  # one series from `scan_series` (z order)
     call, run, idx = series_call(stroke, k)
     geo = series_geometry(ok)
     if geo['problem']: problems.append(f"no volume: {geo['problem']}")
-    if masks is None:
-        vols = {**{f'{c}_ml': np.nan for c in SEG_CLASSES[1:]}, 'largest_class': None, 'largest_ml': np.nan, 'largest_extent_mm': None}
-        per = [[np.nan]*(len(SEG_CLASSES) - 1)]*len(ok)
-    else:
-        ms = [masks[f] for f in ok.file]
-        same = len({m.shape for m in ms}) <= 1
-        vols = lesion_volumes(np.stack(ms) if ms and same else np.zeros((0, 1, 1), np.uint8), geo if same else {'problem': 'sizes'})
-        px = geo['voxel_ml'] if geo['voxel_ml'] else np.nan
-        per = [[float((m == c).sum()*px) for c in range(1, len(SEG_CLASSES))] for m in ms]
+    ms = None if masks is None else [masks[f] for f in ok.file]   # at the slices' sizes, which the geometry checked are one size
+    vols = lesion_volumes(np.stack(ms) if ms and not geo['problem'] else None, geo if ms is not None else {'problem': 'no masks'})
+    px = geo['voxel_ml'] or np.nan
+    per = ([[float((m == c).sum()*px) for c in range(1, len(SEG_CLASSES))] for m in ms] if ms is not None
+           else [[np.nan]*(len(SEG_CLASSES) - 1)]*len(ok))
     ids = [answers[f][0] for f in ok.file]
     row = dict(study_uid=h.study_uid, series_uid=h.series_uid, patient_id=h.patient_id, series_number=h.series_number,
                series_description=h.series_description, n_slices=len(g), n_answered=len(ok), order_by=h.order_by, stroke=call, k=k,
