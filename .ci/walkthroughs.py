@@ -263,7 +263,8 @@ def predict_nb(pm, drive, run_nb, run, preset):
     need(n_masks == n_in, f'{n_masks} masks for {n_in} slices')
     need((run/'report.html').exists() and (run/'report.html').stat().st_mtime >= t0, f'{run}/report.html was not written by 03_predict')
     pacs, extra = pred.parent/f'{pred.name}_pacs', ''
-    if shutil.which('Orthanc') or Path('/usr/sbin/Orthanc').exists():   # the PACS section runs on a local Orthanc
+    from stroke_ct.pacs import orthanc_available
+    if orthanc_available():   # the PACS section runs on a local Orthanc (the notebook asks the same function)
         stored = json.loads((pacs/'stored.json').read_text()) if (pacs/'stored.json').exists() else {}
         need(stored.get('n_stored', 0) >= 1 and not stored.get('n_failed'), f'{pacs}/stored.json: no DICOM-SEG stored on the local Orthanc ({stored})')
         need(any((pacs/'from_pacs').rglob('*.dcm')), f'{pacs}/from_pacs: the DICOM-SEG was not fetched back')
