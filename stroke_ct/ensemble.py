@@ -4,13 +4,14 @@
 
 # %% ../nbs/22_ensemble.ipynb #79ee08d8
 from __future__ import annotations
-import warnings
+import json, warnings
 import numpy as np, pandas as pd
 from .core import write_csv, read_csv_file
 from .report import write_table, save_fig
-from .figures import plot_confusion
+from .figures import plot_confusion, plot_reliability
 from .modelio import EnsembleRecord, write_ensemble
-from .scoring import choose_vote, vote_variants, classification_table
+from .scoring import choose_vote, vote_variants, classification_table, calibration_table, review_table
+from .calibration import vote_answer, uncertainty
 from .run import Run
 
 # %% auto #0
@@ -21,13 +22,29 @@ def vote_table(probs:pd.DataFrame,       # image_id, split, stroke and one P(str
                archs,                    # the model columns
                target_sensitivity=0.95,  # for the validation threshold
                n_boot:int=1000, seed:int=0, # bootstrap over test slices
+               calibrated:bool=True,     # choose on calibrated probabilities (maps fitted on the validation rows)
               )->tuple: # (Table 2, test predictions per row name, ensemble record fields for `predict`)
     "The vote chosen on the validation rows; every model and vote scored on the test rows, with bootstrap intervals"
     va, te = probs[probs.split == 'valid'], probs[probs.split == 'test']
-    conf, vf1 = choose_vote(va.stroke.values, va[list(archs)].to_numpy(float).T, archs, target_sensitivity)
+    conf, vf1 = choose_vote(va.stroke.values, va[list(archs)].to_numpy(float).T, archs, target_sensitivity, calibrated)
     v = vote_variants(te[list(archs)].to_numpy(float).T, archs, ens=EnsembleRecord(**conf))
     table = classification_table(te.stroke.values, v, archs, n_boot=n_boot, seed=seed, valid_f1=vf1)
     return table, {k: r['pred'] for k, r in v.items()}, conf
+
+# %% ../nbs/22_ensemble.ipynb #ee86387f
+def _calibration(run, te, archs, rec)->tuple:
+    "Calibration before/after and the review flags on the test rows: tables in metrics/, reliability figures before and after"
+    L, y, P = run.layout, te.stroke.astype(int).values, te[list(archs)].to_numpy(float).T
+    cal = calibration_table(y, P, archs, rec)
+    pred, prob, _ = vote_answer(P, archs, rec)
+    rev = review_table(y, pred, uncertainty(pred, prob))
+    meta = run.metadata(calibration=rec.calibration)
+    write_table(cal, L.metrics, 'calibration_test', meta); write_table(rev, L.metrics, 'review_test', meta)
+    keep = lambda v: {k: r for k, r in v.items() if k in archs or k == 'soft_vote'}
+    w = rec.weights or rec.vote_weights
+    for tag, t in (('before', None), ('after', rec.calibration)):
+        save_fig(plot_reliability(y, keep(vote_variants(P, archs, w, calibration=t)), title=f'test split, {tag} calibration'), L.figure(f'reliability_{tag}'))
+    return cal, rev
 
 # %% ../nbs/22_ensemble.ipynb #e5e00002
 def vote(run:Run)->dict: # table2, ensemble (the EnsembleRecord written), test_votes
@@ -39,7 +56,7 @@ def vote(run:Run)->dict: # table2, ensemble (the EnsembleRecord written), test_v
     if missing := [a for a in run.cfg.classifiers.archs if a not in probs.columns]: run.log(f'WARNING: no probabilities of {missing}: voting without them')
     with warnings.catch_warnings(record=True) as caught:   # said in the run's log, with everything else the stage says
         warnings.simplefilter('always')
-        table2, preds, conf = vote_table(probs, archs, ev.target_sensitivity, n_boot=ev.n_boot, seed=run.cfg.seed)
+        table2, preds, conf = vote_table(probs, archs, ev.target_sensitivity, n_boot=ev.n_boot, seed=run.cfg.seed, calibrated=ev.calibrate)
     for w in caught: run.log(f'WARNING: {w.message}')
     rec = EnsembleRecord(**conf)
     write_ensemble(rec, L.models.ensemble)
@@ -47,10 +64,13 @@ def vote(run:Run)->dict: # table2, ensemble (the EnsembleRecord written), test_v
     tv = pd.DataFrame({'image_id': te.image_id.values, 'stroke': te.stroke.astype(int).values, **{k: np.asarray(v, int) for k, v in preds.items()}})
     write_csv(L.test_votes, tv)
     write_table(table2, L.metrics, 'table2_test', run.metadata(ensemble=rec.to_dict()))
+    cal, rev = _calibration(run, te, archs, rec)
     for r in table2.itertuples():
         save_fig(plot_confusion(r.tp, r.fp, r.fn, r.tn, title=f'{r.model} (test)'), L.figure(f'confusion_{r.model}'))
     ch = table2[table2.chosen].iloc[0]
     run.log(f'vote: {rec.chosen} (best validation F1), test F1 {ch.f1:.3f} [{ch.f1_lo:.3f}, {ch.f1_hi:.3f}] -> {L.models.ensemble}')
     run.record(models=True, vote=dict(chosen=rec.chosen, f1=float(ch.f1), f1_ci=[float(ch.f1_lo), float(ch.f1_hi)],
-                         model_f1={r.model: float(r.f1) for r in table2.itertuples()}))
-    return dict(table2=table2, ensemble=rec, test_votes=tv)
+                         model_f1={r.model: float(r.f1) for r in table2.itertuples()}),
+               calibration={r.model: dict(map=[r.a, r.b], ece=[r.ece_before, r.ece_after], brier=[r.brier_before, r.brier_after])
+                            for r in cal.itertuples()}, review=json.loads(rev.iloc[0].to_json()))
+    return dict(table2=table2, ensemble=rec, test_votes=tv, calibration=cal, review=rev)

@@ -206,6 +206,7 @@ class EnsembleRecord:
     valid_threshold:float|None = None # the soft vote's threshold for `target_sensitivity` on validation
     target_sensitivity:float|None = None
     vote_weights:dict|None = None     # the validation weights, whichever vote was chosen
+    calibration:dict|None = None      # Table-2 row (model name, 'soft_vote', 'weighted_soft_vote') -> [a, b], the logit map fitted on validation (`calibration`); None: uncalibrated
     format:str = ENSEMBLE_FORMAT
 
     def problems(self, names=None)->list:
@@ -225,6 +226,9 @@ class EnsembleRecord:
         for k in ('valid_threshold', 'target_sensitivity'):
             v = getattr(self, k)
             if v is not None and not (_is_num(v) and 0 <= v <= 1): p.append(f'{k} must be a number in [0, 1] or null, got {v!r}')
+        c = self.calibration
+        if c is not None and (not isinstance(c, dict) or not all(isinstance(v, list) and len(v) == 2 and all(map(_is_num, v)) and v[0] > 0 for v in c.values())):
+            p.append(f'calibration must map names to [a, b] with a > 0, got {c!r}')
         if self.format != ENSEMBLE_FORMAT: p.append(f'format must be {ENSEMBLE_FORMAT!r}, got {self.format!r}')
         return p
 

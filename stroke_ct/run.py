@@ -77,6 +77,7 @@ class EvalConfig:
     "How test results are scored"
     target_sensitivity:float = 0.95  # the thresholded soft vote reaches this sensitivity on validation
     n_boot:int = 1000                # bootstrap resamples for the 95% intervals
+    calibrate:bool = True            # fit calibration maps on validation (`calibration`); every probability shown is calibrated
 
 @dataclass
 class PredictConfig:
@@ -86,6 +87,7 @@ class PredictConfig:
     segment_all:bool = False   # run the U-Net on every slice, not only those classified stroke
     series_k:int = 1           # a DICOM series is called stroke when at least this many neighbouring slices are (`data.series.series_call`)
     dicom_seg:bool = True      # write one DICOM Segmentation per DICOM series (`data.seg.write_seg`)
+    explain:bool = False       # draw where the classifiers found stroke (Grad-CAM, `explain`) for each slice called stroke, in explain/
 
 @dataclass
 class SynthConfig:

@@ -9,11 +9,13 @@ import numpy as np, pandas as pd
 from .metrics import binary_metrics, binary_table, seg_report, METRICS
 from .report import write_table
 from .infer import combine_votes
+from .calibration import calibrate, recalibrate, vote_answer, fit_calibrations, ece, brier, REVIEW_AT
 
 # %% auto #0
 __all__ = ['VOTE_RULES', 'LESION_METRICS', 'TABLE2_COLUMNS', 'threshold_for_sensitivity', 'val_weights', 'vote_variants',
-           'choose_vote', 'classification_table', 'roc_points', 'reliability', 'evaluate_masks', 'gate_vector',
-           'apply_gate', 'lesion_summary', 'gated_scores', 'with_intervals', 'table2_blocks', 'seg_blocks']
+           'choose_vote', 'classification_table', 'roc_points', 'reliability', 'calibration_table', 'review_table',
+           'evaluate_masks', 'gate_vector', 'apply_gate', 'lesion_summary', 'gated_scores', 'calibration_blocks',
+           'with_intervals', 'table2_blocks', 'seg_blocks']
 
 # %% ../nbs/14_scoring.ipynb #864ce9c7
 def threshold_for_sensitivity(y_true, # validation truth, 0/1
@@ -52,48 +54,56 @@ def val_weights(names,               # model names
 # %% ../nbs/14_scoring.ipynb #babce666
 VOTE_RULES = {'soft_vote': 'soft', 'weighted_soft_vote': 'weighted', 'hard_vote': 'hard', 'soft_vote@sens': 'soft'}
 
-def vote_variants(P,                  # P(stroke), models x slices; NaN where a model did not answer
+def vote_variants(P,                  # P(stroke), models x slices, as the models give it; NaN where a model did not answer
                   names,              # model names, in row order
                   weights:dict|None=None, # name -> weight for the weighted vote (None: no weighted row)
                   sens_threshold:float|None=None, # the validation threshold of `soft_vote@sens` (None: no such row)
-                  ens=None,           # a `modelio.EnsembleRecord`: its weights and threshold, and its chosen row marked
+                  ens=None,           # a `modelio.EnsembleRecord`: its weights, threshold and calibration, and its chosen row marked
+                  calibration:dict|None=None, # Table-2 row -> [a, b] (`calibration.fit_calibrations`; None: uncalibrated)
                  )->dict:             # row name -> dict(pred, score, threshold[, chosen])
-    "Predictions and scores of every model (at 0.5) and every vote; with `ens`, the chosen vote exactly as `predict` makes it"
+    "Predictions and scores of every model (at 0.5) and every vote, on calibrated probabilities; with `ens`, the chosen vote exactly as `predict` makes it"
     names = list(names)
     P = np.asarray(P, float).reshape(len(names), -1)
-    if ens is not None: weights, sens_threshold = ens.weights or ens.vote_weights, ens.valid_threshold
-    out = {n: dict(pred=(p >= .5).astype(int), score=p, threshold=.5) for n, p in zip(names, P)}
-    v = np.where(np.isnan(P), np.nan, (P >= .5).astype(float))
-    out['hard_vote'] = dict(pred=combine_votes(P, names, 'hard', .5)[0], score=np.nanmean(v, 0), threshold=.5)
-    soft, sp = combine_votes(P, names, 'soft', .5)
-    out['soft_vote'] = dict(pred=soft, score=sp, threshold=.5)
-    if weights: out['weighted_soft_vote'] = dict(zip(('pred', 'score'), combine_votes(P, names, 'weighted', .5, weights)), threshold=.5)
+    if ens is not None: weights, sens_threshold, calibration = ens.weights or ens.vote_weights, ens.valid_threshold, ens.calibration
+    t = calibration or {}
+    Pc = calibrate(P, names, t)
+    out = {n: dict(pred=(p >= .5).astype(int), score=p, threshold=.5) for n, p in zip(names, Pc)}
+    v = np.where(np.isnan(Pc), np.nan, (Pc >= .5).astype(float))
+    out['hard_vote'] = dict(pred=combine_votes(Pc, names, 'hard', .5)[0], score=np.nanmean(v, 0), threshold=.5)
+    sp = recalibrate(combine_votes(Pc, names, 'soft', .5)[1], t.get('soft_vote'))
+    out['soft_vote'] = dict(pred=(sp >= .5).astype(int), score=sp, threshold=.5)
+    if weights:
+        wp = recalibrate(combine_votes(Pc, names, 'weighted', .5, weights)[1], t.get('weighted_soft_vote'))
+        out['weighted_soft_vote'] = dict(pred=(wp >= .5).astype(int), score=wp, threshold=.5)
     if sens_threshold is not None:
         out['soft_vote@sens'] = dict(pred=(sp >= sens_threshold).astype(int), score=sp, threshold=float(sens_threshold))
     if ens is not None:
         chosen = ens.chosen if ens.chosen in out else next(k for k, r in VOTE_RULES.items() if r == ens.vote)
-        pred, score = combine_votes(P, names, ens.vote, ens.threshold, ens.weights)    # exactly predict's decision
+        pred, score, _ = vote_answer(P, names, ens)    # exactly predict's decision
         out[chosen] = dict(pred=pred, score=out.get(chosen, {}).get('score', score), threshold=float(ens.threshold), chosen=True)
     return out
 
 # %% ../nbs/14_scoring.ipynb #acacb5c5
 def choose_vote(y_val,                   # validation truth, 0/1
-                P_val,                   # validation P(stroke), models x slices
+                P_val,                   # validation P(stroke), models x slices, as the models give it
                 names,                   # model names, in row order
                 target_sensitivity:float=0.95, # for the `soft_vote@sens` threshold
+                calibrated:bool=True,    # fit the calibration maps first (`calibration.fit_calibrations`) and choose on calibrated probabilities
                )->tuple:                 # (ensemble record fields, validation F1 of every model and vote)
-    "The vote with the best validation F1, its threshold and weights; and every row's validation F1"
+    "The calibration maps, then the vote with the best validation F1, its threshold and weights; and every row's validation F1"
     y, P, names = np.asarray(y_val, int), np.asarray(P_val, float).reshape(len(names), -1), list(names)
-    w = dict(zip(names, val_weights(names, (y, dict(zip(names, P))))))
-    try: t = threshold_for_sensitivity(y, P.mean(0), target_sensitivity)
+    w = dict(zip(names, val_weights(names, (y, dict(zip(names, P))))))   # F1 at 0.5: the same calibrated or not
+    cal = fit_calibrations(y, P, names, w) if calibrated else None
+    v = vote_variants(P, names, w, calibration=cal)
+    try: t = threshold_for_sensitivity(y, v['soft_vote']['score'], target_sensitivity)
     except ValueError: t = None   # no stroke slice in validation
-    v = vote_variants(P, names, w, t)
+    v = vote_variants(P, names, w, t, calibration=cal)
     vf1 = {k: float(binary_metrics(y, r['pred'])['f1'] or 0.) for k, r in v.items()}
     votes = [k for k in VOTE_RULES if k in vf1]
     best = max(votes, key=lambda k: (vf1[k], -votes.index(k)))
     conf = dict(vote=VOTE_RULES[best], threshold=t if best == 'soft_vote@sens' else .5,
                 weights=w if best == 'weighted_soft_vote' else None, chosen=best, valid_f1={k: vf1[k] for k in votes},
-                valid_threshold=t, target_sensitivity=target_sensitivity, vote_weights=w)
+                valid_threshold=t, target_sensitivity=target_sensitivity, vote_weights=w, calibration=cal)
     return conf, vf1
 
 # %% ../nbs/14_scoring.ipynb #30c05034
@@ -132,6 +142,37 @@ def reliability(y, score, n_bins:int=10)->pd.DataFrame:
     b = np.clip((s*n_bins).astype(int), 0, n_bins - 1)
     d = pd.DataFrame({'bin': b, 'p': s, 'y': y}).groupby('bin').agg(predicted=('p', 'mean'), observed=('y', 'mean'), n=('y', 'size'))
     return d.reset_index()
+
+# %% ../nbs/14_scoring.ipynb #94d7c65c
+def calibration_table(y,       # truth, 0/1 per slice
+                      P,       # P(stroke), models x slices, as the models give it
+                      names,   # model names, in row order
+                      ens,     # the run's `modelio.EnsembleRecord` (its calibration and weights)
+                     )->pd.DataFrame: # model, its map (a, b), ece/brier before and after, n
+    "Expected calibration error and Brier score of every model and vote, before and after the record's calibration"
+    w, t = ens.weights or ens.vote_weights, ens.calibration or {}
+    before, after = vote_variants(P, names, w), vote_variants(P, names, w, calibration=t)
+    rows = []
+    for k in [*names, 'soft_vote', 'weighted_soft_vote']:
+        if k not in after: continue
+        b, a = before[k]['score'], after[k]['score']
+        rows.append(dict(model=k, a=t.get(k, [np.nan]*2)[0], b=t.get(k, [np.nan]*2)[1], ece_before=ece(y, b), ece_after=ece(y, a),
+                         brier_before=brier(y, b), brier_after=brier(y, a), n=int((~np.isnan(np.asarray(a, float))).sum())))
+    return pd.DataFrame(rows)
+
+def review_table(y,    # truth, 0/1 per slice
+                 pred, # the ensemble's answers
+                 unc,  # `calibration.uncertainty` per slice
+                 at:float=REVIEW_AT, # flagged when `unc` is at least this
+                )->pd.DataFrame: # one row: n, flagged, errors, errors_flagged, shares and error rates
+    "Whether the slices flagged for review (a likely wrong answer) hold the ensemble's mistakes"
+    y, pred, f = np.asarray(y, int), np.asarray(pred, int), np.nan_to_num(np.asarray(unc, float)) >= at
+    err = y != pred
+    rate = lambda m: float(err[m].mean()) if m.any() else np.nan
+    return pd.DataFrame([dict(n=len(y), flag_at=at, flagged=int(f.sum()), flagged_share=float(f.mean()) if len(y) else np.nan,
+                              errors=int(err.sum()), errors_flagged=int((err & f).sum()),
+                              errors_flagged_share=float((err & f).sum()/err.sum()) if err.any() else np.nan,
+                              error_rate_flagged=rate(f), error_rate_other=rate(~f))])
 
 # %% ../nbs/14_scoring.ipynb #c6aa6015
 def evaluate_masks(preds, truths, ids, # class maps (a None prediction is scored as all background, as the competition does)
@@ -194,6 +235,31 @@ def gated_scores(preds, truths, ids,   # predicted class maps (None: unreadable,
             cols[f'{label}: {title}'] = {**lesion_summary(summ), 'lesion_pixels_on_lesion_free_slices':
                                          sum(int((p[i] > 0).sum()) for i in free & set(idx) if p[i] is not None)}
     return res, pd.DataFrame(cols).rename_axis('metric')
+
+# %% ../nbs/14_scoring.ipynb #4e945e6f
+def calibration_blocks(cal:pd.DataFrame,           # a `calibration_table`
+                       review:pd.DataFrame|None=None, # a `review_table` (None: no review block)
+                       where:str='',               # what it was scored on, for the heading
+                       figures:tuple=(),           # report figure blocks to show after the table (reliability before/after)
+                      )->list:
+    "The calibration table and the review flags as report blocks, with how to read them"
+    if ((cal.a.isna() | (cal.a == 1)) & (cal.b.isna() | (cal.b == 0))).all():
+        out = [('h2', f'Calibration on {where}'), ('p', 'These models carry no calibration (a run made before it existed, or '
+                                                          '`eval.calibrate` off): their probabilities are shown as the networks give them.')]
+    else:
+        out = [('h2', f'Calibration on {where}'),
+               ('p', 'Calibration fitted on the validation split: each model\'s logit scaled by a temperature (a = 1/T), then the soft and '
+                     'weighted votes mapped by Platt scaling (a * logit + b); every probability the reports, `predict` and `evaluate` '
+                     'show is calibrated. Expected calibration error (10 bins) and Brier score, lower is better; a < 1 cools an '
+                     'over-confident model.')]
+    out += [('table', cal), *figures]
+    if review is not None:
+        r = review.iloc[0]
+        out += [('h2', 'Slices to review first'),
+                ('p', f'A slice is flagged when the calibrated chance that its answer is wrong is at least {r.flag_at:g} (`uncertainty` in '
+                      f'`predict`\'s stage1.csv; review_first.csv lists the slices in review order). On {where}: {int(r.flagged)} of '
+                      f'{int(r.n)} slices flagged, holding {int(r.errors_flagged)} of the {int(r.errors)} mistakes.'), ('table', review)]
+    return out
 
 # %% ../nbs/14_scoring.ipynb #8cfcd35e
 def with_intervals(t:pd.DataFrame, metrics=('f1', 'sensitivity', 'specificity'), fmt:str='.3f')->pd.DataFrame:
