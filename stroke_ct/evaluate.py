@@ -19,7 +19,11 @@ from .data.synth import phantom_info
 from .runlayout import RunLayout, require_complete
 from .run import RunConfig
 from .infer import AS_TRAINED, ModelSet, load_models, slice_batches, classify_batch, predict_masks
-from .scoring import vote_variants, classification_table, gated_scores, table2_blocks, seg_blocks
+from .scoring import (vote_variants, classification_table, gated_scores, table2_blocks, seg_blocks, calibration_table,
+                               review_table, calibration_blocks)
+from .calibration import vote_answer, uncertainty, disagreement
+from .explain import batch_maps, peak_in_mask, pointing_share, explain_figure
+from .data.dicom import read_slice
 
 # %% auto #0
 __all__ = ['OUTPUTS', 'labelled_rows', 'classify_rows', 'evaluate', 'evaluate_cli']
@@ -97,6 +101,37 @@ def _segment(M, rows, chosen, plan, out_dir, n_boot, seed, log, progress)->tuple
     write_table(g, out_dir, 'seg_gating')
     return res, g
 
+# %% ../nbs/53_evaluate.ipynb #ab20fa89
+def _pointing(M, rows, P, answer, bs, out:Path, n_boot, seed, log, progress, n_fig:int=3)->pd.DataFrame|None:
+    "The pointing game on the stroke slices with a lesion mask: per model on its true positives, the ensemble on its own; example figures"
+    cls, ens = M.classifiers, M.ensemble
+    idx, masks = [], []
+    for i in np.flatnonzero((rows.stroke == 1).to_numpy() & rows['mask'].notna().to_numpy()):
+        try: m = read_mask(rows['mask'][i], rows['palette'][i]) > 0
+        except BadInput as e: log.add(rows['mask'][i], e); continue
+        if m.any(): idx.append(i); masks.append(m)
+    if not cls or not idx: return None
+    w, names = (ens.weights if ens.vote == 'weighted' else None), [m.name for m in cls]
+    hits, share, figs = {k: [] for k in [*names, 'ensemble']}, {k: [] for k in [*names, 'ensemble']}, []
+    dl = slice_batches(rows.file[idx].tolist(), sorted({m.key for m in cls}), bs)
+    for b in (progress_bar(dl, leave=False) if progress else dl):
+        if not b['i']: continue
+        at = [idx[j] for j in b['i']]
+        maps = batch_maps(b, cls, np.ones(len(at), bool), P[:, at], w)
+        for k, is_tp in [*((n, P[j, at] >= .5) for j, n in enumerate(names)), ('ensemble', answer[at] == 1)]:
+            tp = np.flatnonzero(is_tp)
+            hits[k] += peak_in_mask(maps[k][tp], [masks[b['i'][t]] for t in tp]).tolist()
+            share[k] += [masks[b['i'][t]].mean() for t in tp]
+        for t in np.flatnonzero(answer[at] == 1)[:max(n_fig - len(figs), 0)]:
+            i = at[t]
+            try:
+                fig = explain_figure(read_slice(rows.file[i], 'brain'), {k: v[t] for k, v in maps.items()}, {n: float(P[j, i]) for j, n in enumerate(names)},
+                                     title=f'{rows.image_id[i]} ({rows.subtype[i]}): where the classifiers found stroke', truth=masks[b['i'][t]])
+                figs.append(save_fig(fig, out/'figures'/f'explain_{rows.image_id[i]}.png', dpi=80))
+            except Exception as e: log.add(rows.file[i], f'no explanation figure: {e}')
+    t = pd.DataFrame([dict(model=k, **pointing_share(hits[k], n_boot, seed), chance=float(np.mean(share[k])) if share[k] else np.nan) for k in hits])
+    return t.rename(columns={'value': 'pointing'}), [f.stem for f in figs]
+
 # %% ../nbs/53_evaluate.ipynb #e7a10015
 def _phantom_run(models_dir:Path)->bool:
     "Whether the run that made these models trained on the synthetic phantoms (a demo: its data is the phantom set it wrote)"
@@ -109,7 +144,7 @@ def _models_table(M)->pd.DataFrame:
     return pd.DataFrame([dict(name=m.name, kind=m.kind, arch=m.rec.arch, size=m.size, input=m.rec.input, window=m.window,
                               sha256=(m.rec.sha256 or '')[:12]) for m in M.all])
 
-def _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs)->Path:
+def _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs, cal, pnt=None)->Path:
     "Write OUT/report.md from report blocks (Table 2 and the segmentation tables are `scoring`'s, as in a run's report)"
     counts = rows.subtype.value_counts().to_dict()
     b = [('h1', 'stroke_ct evaluation'),
@@ -123,6 +158,14 @@ def _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phant
                                    'This report shows how such a measurement is made, not how good a model trained on real data would be.'))
     if notes: b.append(('p', 'Notes:\n\n' + '\n'.join(f'- {o}' for o in notes)))
     b += [('table', _models_table(M))] + table2_blocks(table, 'this data') + [('figure', f'figures/{nm}.png', nm) for nm in figs]
+    b += calibration_blocks(*cal, 'this data', [('figure', f'figures/reliability_{t}.png', f'reliability, {t} calibration') for t in ('before', 'after')])
+    if pnt is not None:
+        b += [('h2', 'Where the classifiers looked'),
+              ('p', 'Grad-CAM of the stroke class (`explain`): on the stroke slices with a lesion mask that a model called stroke (its '
+                    'own call at 0.5; the ensemble: the chosen vote), the share whose map peaks inside the true lesion, with a 95% '
+                    'bootstrap interval; `chance` is the mean lesion area, the share a peak dropped at random would score. The '
+                    'ensemble\'s map is the mean of the maps of the models that called the slice stroke, weighted as the vote weighs them.'),
+              ('table', pnt[0])] + [('figure', f'figures/{f}.png', f) for f in pnt[1]]
     if seg: b += seg_blocks(seg[1], seg[0]['unet']['summary'], f"{len(seg[0]['unet']['per'])} slices with a mask")
     elif M.unet is None: b += [('h2', 'Segmentation'), ('p', 'No U-Net in this models folder (a classification-only run).')]
     else: b += [('h2', 'Segmentation'), ('p', 'No slice of this data has a mask.')]
@@ -139,6 +182,7 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
              bs:int=16,            # slices per batch
              seed:int=0,           # bootstrap seed
              device=None,          # where the models run (default `core.get_device()`)
+             explain:bool=True,    # the pointing game (`explain`) on the stroke slices with a lesion mask, and example maps
              allow_partial:bool=False, # score an unfinished models folder (`runlayout.require_complete`), saying what is missing
              progress:bool=True,
             )->dict:               # summary: counts, the chosen vote's metrics, paths
@@ -153,9 +197,9 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
     for d_, g in rows[rows['mask'].notna()].groupby('data', sort=False):   # masks read with the wrong palette fail quietly: refuse first
         check_palette(g['mask'].tolist(), g.subtype.tolist(), g.palette.iloc[0], d_)
     with claim_out(final) as out:   # written whole into a staging folder, then published (an earlier evaluation to previous/)
-        return _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0)
+        return _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0, explain)
 
-def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0)->dict:
+def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0, explain)->dict:
     col = 'png' if all(m.rec.input == 'png' for m in M.classifiers) else 'dicom'
     rows['file'] = [r[col] if isinstance(r[col], str) else r['dicom' if col == 'png' else 'png'] for _, r in rows.iterrows()]
     log = ErrorLog()
@@ -182,21 +226,34 @@ def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, devi
     figs.append(f"confusion_{ch.model.replace('@', '_at_')}")
     if len(np.unique(y)) == 2:
         save_fig(plot_roc(y, variants, f'ROC on {len(y)} slices'), out/'figures'/'roc.png'); figs.append('roc')
-    save_fig(plot_reliability(y, {k: v for k, v in variants.items() if k in names or v.get('chosen') or k == 'soft_vote'}), out/'figures'/'reliability.png')
-    figs.append('reliability')
-    pred = rows[['image_id', 'subtype', 'stroke', 'data', 'file']].assign(**{f'prob_{n}': p for n, p in zip(names, P)},
+    w, ens = M.ensemble.weights or M.ensemble.vote_weights, M.ensemble
+    keep = lambda v: {k: r for k, r in v.items() if k in names or k == 'soft_vote'}
+    for tag, t in (('before', None), ('after', ens.calibration)):
+        save_fig(plot_reliability(y, keep(vote_variants(P, names, w, calibration=t)), title=f'{tag} calibration, {len(y)} slices'), out/'figures'/f'reliability_{tag}.png')
+    cal = calibration_table(y, P, names, ens)
+    answer, prob, Pc = vote_answer(P, names, ens)
+    unc, dis = uncertainty(answer, prob), disagreement(np.where(np.isnan(Pc), np.nan, Pc >= .5))
+    rev = review_table(y, answer, unc)
+    paths['calibration'] = write_table(cal, out/'metrics', 'calibration', meta)['csv']
+    paths['review'] = write_table(rev, out/'metrics', 'review', meta)['csv']
+    pred = rows[['image_id', 'subtype', 'stroke', 'data', 'file']].assign(**{f'prob_{n}': p for n, p in zip(names, Pc)}, uncertainty=unc, disagreement=dis,
                                                                            **{k: v['pred'] for k, v in variants.items()})
     paths['predictions'] = write_csv(out/'predictions.csv', pred)
     chosen = dict(zip(rows.image_id.astype(str), variants[ch.model]['pred']))
+    pnt = _pointing(M, rows, Pc, answer, bs, out, n_boot, seed, log, progress) if explain else None
+    if pnt is not None: paths['pointing'] = write_table(pnt[0], out/'metrics', 'pointing', meta)['csv']
     seg = _segment(M, rows, chosen, plan, out/'metrics', n_boot, seed, log, progress)
     n_err = len({r['file'] for r in log.rows})
     paths['errors'] = log.write(out/'errors.csv')
     phantom = _phantom_run(M.layout.root)
-    paths['report'] = _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs)
+    paths['report'] = _report(out, data, palettes, split, rows, n_err, M, table, seg, notes, phantom, figs, (cal, rev), pnt)
     summ = dict(n_scored=len(rows), n_unreadable=n_err, labels=rows.subtype.value_counts().to_dict(), chosen=ch.model,
                 f1=float(ch.f1), sensitivity=float(ch.sensitivity), specificity=float(ch.specificity),
                 lesion_dice=None if not seg else float(seg[0]['unet']['summary'].set_index('metric').loc['mean_dice', 'value']),
                 competition_iou=None if not seg else float(seg[0]['unet']['summary'].set_index('metric').loc['competition_iou', 'value']),
+                calibration={r.model: dict(ece=[float(r.ece_before), float(r.ece_after)], brier=[float(r.brier_before), float(r.brier_after)]) for r in cal.itertuples()},
+                pointing=None if pnt is None else dict(zip(pnt[0].model, pnt[0].pointing.astype(float))),
+                flagged=int(rev.flagged[0]), errors_flagged=int(rev.errors_flagged[0]), errors=int(rev.errors[0]),
                 phantom_models=phantom, notes=notes, missing_models=missing, seconds=round(time.time() - t0, 1),
                 paths={k: str(final/Path(v).relative_to(out)) for k, v in paths.items()})
     write_json(out/'evaluate.json', dict(summary=summ, meta=meta))

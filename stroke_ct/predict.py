@@ -14,7 +14,7 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .core import (BadInput, ErrorLog, atomic_path, write_csv, write_text, write_json, get_device, resolve_precision,
                             torch_threads, escape_text, check_out, check_owned, claim_out, publish_outputs)
-from .data.dicom import find_slices, sniff, DICOM_SUFFIXES, JPEG_SUFFIXES
+from .data.dicom import find_slices, sniff, read_slice, DICOM_SUFFIXES, JPEG_SUFFIXES
 from .data.series import scan_series, series_row, SERIES_COLS, SERIES_SLICE_COLS
 from .data.seg import write_seg
 from .data.layout import scan_layout
@@ -22,7 +22,10 @@ from .data.masks import save_mask, resize_mask, read_mask
 from .modelio import VOTES
 from .runlayout import RunLayout, require_complete
 from .run import RunConfig, PredictConfig
-from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch, combine_votes
+from .infer import Plan, load_models, slice_batches, cpu_plan, classify_batch, segment_batch
+from .calibration import vote_answer, disagreement, uncertainty, review_order, REVIEW_AT
+from .explain import batch_maps, explain_figure
+from .report import save_fig
 from .quantize import choose_precision
 
 # %% auto #0
@@ -125,13 +128,15 @@ class _MaskWriter:
         while self.pending: self._collect(*self.pending.popleft())
         self.ex.shutdown()
 
-OUTPUTS = ('masks', 'seg', 'errors.csv', 'skipped.csv', 'stage1.csv', 'stage1.txt', 'series.csv', 'series_slices.csv', 'predict.json')  # what a run leaves, predict.json last
+OUTPUTS = ('masks', 'seg', 'explain', 'errors.csv', 'skipped.csv', 'stage1.csv', 'stage1.txt', 'review_first.csv', 'series.csv', 'series_slices.csv', 'predict.json')  # what a run leaves, predict.json last
 MASK_BYTES = 64 << 10   # room to ask for per slice (a MASK PNG is a few kB)
 
 def _write_outputs(out, rows, names, log, skipped, meta, fallback=(), series=None):
-    df = pd.DataFrame(rows, columns=['image_id', 'stroke', 'probability', *[f'{c}_{n}' for n in names for c in ('vote', 'prob')], 'file'])
+    df = pd.DataFrame(rows, columns=['image_id', 'stroke', 'probability', 'uncertainty', 'disagreement', *[f'{c}_{n}' for n in names for c in ('vote', 'prob')], 'file'])
     df['file'] = df.file.map(escape_text)
     write_csv(out/'stage1.csv', df)
+    rv = df.iloc[review_order(df.uncertainty, df.disagreement)][['image_id', 'stroke', 'probability', 'uncertainty', 'disagreement', 'file']]
+    write_csv(out/'review_first.csv', rv.assign(flagged=(rv.uncertainty >= REVIEW_AT).astype(int)))
     write_text(out/'stage1.txt', stage1_text([*df.image_id, *(i for i, _ in fallback)], [*df.stroke, *(a for _, a in fallback)]))
     log.write(out/'errors.csv')
     skipped.write(out/'skipped.csv')
@@ -191,6 +196,26 @@ def _series_outputs(series, rows, stage:Path, log:ErrorLog, k:int, seg:bool, has
         srows.append(row); sslices += sl
     return srows, sslices
 
+# %% ../nbs/51_predict.ipynb #013e07ab
+def _explain(b, cls, sel, P, weights, stage:Path, ids:dict, window, log:ErrorLog)->int:
+    "explain/<id>.png for the slices of batch `b` where `sel`: the ensemble's and each model's map over the slice; failures go to `log`"
+    try: maps = batch_maps(b, cls, sel, P, weights)
+    except Exception as e:
+        for k in np.flatnonzero(sel): log.add(b['file'][k], f'no explanation: {e}')
+        return 0
+    n = 0
+    for i, k in enumerate(np.flatnonzero(sel)):
+        fn = b['file'][k]
+        try:
+            img = read_slice(fn, window if sniff(fn) == 'dicom' else 'brain')
+            probs = {m.name: float(P[j, k]) for j, m in enumerate(cls)}
+            w = f'{window} window' if isinstance(window, str) else f'W{window[0]} L{window[1]}'
+            fig = explain_figure(img, {nm: v[i] for nm, v in maps.items()}, probs, title=f'{ids[str(fn)]}: where the classifiers found stroke',
+                                 note=f"{w if sniff(fn) == 'dicom' else 'PNG as exported'}; a model that called the slice normal adds nothing to the ensemble's map")
+            save_fig(fig, stage/'explain'/f'{ids[str(fn)]}.png', dpi=80); n += 1
+        except Exception as e: log.add(fn, f'no explanation: {e}')
+    return n
+
 # %% ../nbs/51_predict.ipynb #6ec51d57
 def predict(models_dir,              # a finished run's models folder: classifiers/<name>/, unet/, ensemble.json, complete.json
             inputs,                  # PNG/DICOM files and/or folders (recursive)
@@ -209,6 +234,8 @@ def predict(models_dir,              # a finished run's models folder: classifie
             fallback:int|None=None,  # stage1.txt answer for slices that could not be read (None: leave them out)
             series_k:int|None=None,  # a DICOM series is stroke when this many neighbouring slices are (None: the run's default, 1)
             dicom_seg:bool|None=None,# one DICOM-SEG per DICOM series in seg/ (None: the run's default, on)
+            explain:bool|None=None,  # explain/<image_id>.png for each slice called stroke: where each classifier and the ensemble found it (None: the run's default, off)
+            explain_window:str|tuple='brain', # the window the explanations draw DICOM slices in (a key of `data.dicom.WINDOWS` or (width, level))
             allow_partial:bool=False,# predict with an unfinished models folder (`runlayout.check_complete`), saying what is missing
             progress:bool=True,      # show a progress bar
            )->dict:                  # summary: counts, n_failed, n_skipped, seconds, images_per_s, precision, missing_models, ...
@@ -220,6 +247,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
     bs, precision = pc.bs if bs is None else bs, pc.precision if precision is None else precision
     segment_all = pc.segment_all if segment_all is None else segment_all
     series_k, dicom_seg = pc.series_k if series_k is None else series_k, pc.dicom_seg if dicom_seg is None else dicom_seg
+    explain = pc.explain if explain is None else explain
     if series_k < 1: raise ValueError(f'series_k must be at least 1, got {series_k}')
     device = get_device(device)
     M = models or load_models(models_dir)
@@ -242,7 +270,7 @@ def predict(models_dir,              # a finished run's models folder: classifie
         for m in allm:
             if hasattr(m.int8, 'prepare'): m.int8.prepare(num_threads)   # compile the int8 copies for the loop's threads
         dl = slice_batches(files, [m.key for m in allm], bs, num_workers)
-        names, rows, n_seg, writer, t1 = M.names, [], 0, _MaskWriter(log), time.time()
+        names, rows, n_seg, n_maps, writer, t1 = M.names, [], 0, 0, _MaskWriter(log), time.time()
         try:
             with torch_threads(num_threads), torch.inference_mode():
                 for b in (progress_bar(dl, leave=False) if progress and len(files) else dl):
@@ -252,27 +280,31 @@ def predict(models_dir,              # a finished run's models folder: classifie
                     ans = ~np.isnan(P).all(0)
                     can = np.array([[k == 'dicom' or not m.dicom_only for k in b['kind']] for m in cls]).any(0)
                     for fn in np.array(b['file'])[~can]: log.add(fn, 'no classifier can read this file (DICOM-window models only, and it is a PNG)')
-                    s, pr = np.zeros(len(ans), int), np.full(len(ans), np.nan)
-                    if ans.any(): s[ans], pr[ans] = combine_votes(P[:, ans], names, vote, threshold, ens.weights)
+                    s, pr, dis = np.zeros(len(ans), int), np.full(len(ans), np.nan), np.full(len(ans), np.nan)
+                    if ans.any():   # on calibrated probabilities (the run's maps), as `evaluate` scores them
+                        s[ans], pr[ans], Pc = vote_answer(P[:, ans], names, ens, vote, threshold)
+                        P[:, ans], dis[ans] = Pc, disagreement(np.where(np.isnan(Pc), np.nan, Pc >= .5))   # each model's own call, as Table 2 scores it
                     need = ans & ((s == 1) | segment_all)
                     masks = segment_batch(b, unet, need, plan, log) if unet else [None]*len(s)
                     n_seg += sum(o is not None for o in masks)
+                    if explain and (sel := ans & (s == 1)).any():
+                        n_maps += _explain(b, cls, sel, P, ens.weights if vote == 'weighted' else None, stage, ids, explain_window, log)
                     for k in np.flatnonzero(ans):
                         fn, hw = Path(b['file'][k]), b['hw'][k]
                         votes = [v for p in P[:, k] for v in ((-1, np.nan) if np.isnan(p) else (int(p >= threshold), float(p)))]
-                        rows.append([ids[str(fn)], int(s[k]), float(pr[k]), *votes, str(fn)])
+                        rows.append([ids[str(fn)], int(s[k]), float(pr[k]), float(uncertainty(s[k], pr[k])), float(dis[k]), *votes, str(fn)])
                         if unet is not None: writer.submit(fn, stage/'masks'/f'{ids[str(fn)]}.png', masks[k], hw)
         finally: writer.close()
         srows, sslices = _series_outputs(series, rows, stage, log, series_k, dicom_seg, unet is not None)
         t2, n_masks, answered = time.time(), writer.n, {r[-1] for r in rows}
         n_ok, n_unanswered = len(rows), len({r['file'] for r in log.rows} - answered)
         summ = dict(n_inputs=n_ok + n_unanswered, n_ok=n_ok, n_unanswered=n_unanswered, n_failed=len(log), n_skipped=len(skipped),
-                    n_stroke=sum(r[1] for r in rows), n_normal=sum(1 - r[1] for r in rows), n_masks=n_masks, n_segmented=n_seg,
+                    n_stroke=sum(r[1] for r in rows), n_flagged=sum(r[3] >= REVIEW_AT for r in rows), n_normal=sum(1 - r[1] for r in rows), n_masks=n_masks, n_segmented=n_seg, n_explained=n_maps,
                     n_series=len(srows), n_series_stroke=sum(r['stroke'] for r in srows), n_seg_files=sum(bool(r['seg_file']) for r in srows),
                     seconds=round(t2 - t0, 3), seconds_loading=round(t1 - t0, 3), images_per_s=round(n_ok/(t2 - t1), 2) if n_ok else None,
                     precision=prec, channels_last=bool(cl), fold_bn=bool(fold_bn), num_workers=num_workers, num_threads=num_threads,
-                    vote=vote, threshold=float(threshold), device=str(device), out=str(out), missing_models=missing, has_unet=unet is not None)
-        meta = dict(summary=summ, weights=ens.weights, segment_all=segment_all, fallback=fallback, series_k=series_k, dicom_seg=dicom_seg, torch=torch.__version__,
+                    vote=vote, threshold=float(threshold), calibrated=bool(ens.calibration), device=str(device), out=str(out), missing_models=missing, has_unet=unet is not None)
+        meta = dict(summary=summ, weights=ens.weights, calibration=ens.calibration, segment_all=segment_all, fallback=fallback, series_k=series_k, dicom_seg=dicom_seg, explain=explain, torch=torch.__version__,
                     models=[dict(name=m.name, kind=m.kind, path=str(m.path), arch=m.rec.arch, size=m.size, window=m.window,
                                  sha256=m.rec.sha256, precision=m.plan_for(plan).precision, bs=m.bs) for m in allm])
         fb = [] if fallback is None else [(ids[str(f)], int(fallback)) for f in files if str(f) not in answered]
@@ -299,6 +331,8 @@ def predict_cli(inputs,                 # PNG/DICOM files and/or folders (`strok
            f"; {s['images_per_s']} images/s ({s['precision']}); wrote {out/'stage1.txt'}")
     if s['n_series']: msg += (f"; {s['n_series']} DICOM series ({s['n_series_stroke']} stroke), see {out/'series.csv'}" +
                               (f", {s['n_seg_files']} DICOM-SEG in {out/'seg'}" if s['n_seg_files'] else ''))
+    if s['n_explained']: msg += f"; {s['n_explained']} explanation(s) in {out/'explain'}"
+    if s['n_flagged']: msg += f"; {s['n_flagged']} flagged for review (a chance of at least 1 in 5 that the answer is wrong), see {out/'review_first.csv'}"
     if s['n_failed']: msg += f"; {s['n_failed']} failed, see {out/'errors.csv'}"
     if s['n_skipped']: msg += f"; {s['n_skipped']} file(s) in the input folders are not slices, see {out/'skipped.csv'}"
     if not s['n_ok'] and not s['n_failed']: msg += ' (no PNG or DICOM slices found)'

@@ -14,14 +14,17 @@ from .data.masks import read_mask, resize_mask
 from .metrics import SEG_CLASSES, seg_class_scores, competition_counts, competition_iou
 from .modelio import read_ensemble
 from .run import Run
-from .infer import hard_vote, combine_votes, ModelSpec, predict_masks
+from .infer import hard_vote, ModelSpec, ModelSet, predict_masks, load_models, slice_batches, classify_batch, AS_TRAINED
 from .scoring import vote_variants
+from .calibration import vote_answer, uncertainty, disagreement, calibrate
+from .explain import batch_maps
+import torch
 
 # %% auto #0
 __all__ = ['CELLS', 'is_missing', 'load_predictions', 'window_name', 'ct_image', 'fmt_score', 'slice_scores', 'confusion_cells',
            'outcomes', 'review_columns', 'merge_stage1', 'sort_slices', 'filter_slices', 'files_frame', 'true_mask',
-           'predicted_mask', 'slice_view', 'unet_predictor', 'run_slices', 'run_viewer_kw', 'pred_dice',
-           'score_variants', 'explorer_table', 'thumbnail', 'thumb_title']
+           'predicted_mask', 'slice_view', 'unet_predictor', 'run_slices', 'map_explainer', 'run_viewer_kw',
+           'pred_dice', 'score_variants', 'explorer_table', 'thumbnail', 'thumb_title']
 
 # %% ../nbs/52_review.ipynb #a71f856a
 def is_missing(o)->bool:
@@ -100,8 +103,7 @@ def review_columns(df:pd.DataFrame, # slices: `stroke` (truth) and `decision`, a
     if len(votes) > 1:
         v = np.array(df[votes], float)
         v[v < 0] = np.nan                                   # -1: the model could not read the slice
-        k, n = (v == 1).sum(1), (~np.isnan(v)).sum(1)
-        with np.errstate(invalid='ignore', divide='ignore'): df['disagreement'] = np.where(n > 0, np.minimum(k, n - k)/n, np.nan)
+        df['disagreement'] = disagreement(v.T)
     return df
 
 def merge_stage1(df:pd.DataFrame, # slices (image_id; `stroke` there is the truth)
@@ -186,7 +188,7 @@ def unet_predictor(spec:ModelSpec, # a U-Net, e.g. `ModelSpec.load(RUN/models/un
 
 def run_slices(run,                   # a run folder (or a `run.Run`)
                split:str|None='test', # the split to list (None: every slice)
-              )->pd.DataFrame:        # the manifest's columns, prob_/vote_<model>, decision, probability, outcome, disagreement, dice
+              )->pd.DataFrame:        # the manifest's columns, prob_/vote_<model>, decision, probability, uncertainty, outcome, disagreement, dice
     "Every slice of a run's split with what the run recorded about it: probabilities, votes, the chosen vote's answer, lesion Dice"
     r = run if isinstance(run, Run) else Run(run)
     L, df = r.layout, r.rows.assign(image_id=r.rows.image_id.astype(str))
@@ -200,16 +202,38 @@ def run_slices(run,                   # a run folder (or a `run.Run`)
         if L.models.ensemble.exists():
             ens, ok = read_ensemble(L.models.ensemble, names), ~np.isnan(P).all(1)
             df['decision'], df['probability'] = np.nan, np.nan
-            if ok.any(): df.loc[ok, 'decision'], df.loc[ok, 'probability'] = combine_votes(P[ok].T, names, ens.vote, ens.threshold, ens.weights)   # as `predict` decides
+            if ok.any():   # as `predict` decides, on calibrated probabilities
+                d, pr, Pc = vote_answer(P[ok].T, names, ens)
+                df.loc[ok, 'decision'], df.loc[ok, 'probability'] = d, pr
+                df.loc[ok, 'uncertainty'] = uncertainty(d, pr)
+                df.loc[ok, [f'prob_{n}' for n in names]] = Pc.T
     per = L.metrics/'seg_test_per_image.csv'
     if per.exists(): df['dice'] = df.image_id.map(pd.read_csv(per, dtype={'id': str}).set_index('id')['mean_dice'])
     return review_columns(df.reset_index(drop=True))
 
+def map_explainer(models:ModelSet, # a run's models (`infer.load_models`); the classifiers and the vote are used
+                 )->callable:       # row -> (maps, probs) for one slice, or None when no classifier can read it
+    "Where each classifier found stroke on a slice, and the ensemble's map (`explain.batch_maps`), on the run's calibrated probabilities"
+    cls, ens, names = models.classifiers, models.ensemble, models.names
+    col = 'png' if all(m.rec.input == 'png' for m in cls) else 'dicom'
+    def explain(row):
+        fn = row.get(col) if not is_missing(row.get(col)) else row.get('dicom' if col == 'png' else 'png')
+        if is_missing(fn): return None
+        b = next(iter(slice_batches([fn], sorted({m.key for m in cls}), 1)))
+        if not b['i']: return None
+        with torch.inference_mode(): Pc = calibrate(classify_batch(b, cls, AS_TRAINED), names, ens.calibration)
+        if np.isnan(Pc).all(): return None
+        maps = batch_maps(b, cls, np.ones(1, bool), Pc, ens.weights if ens.vote == 'weighted' else None)
+        return {k: v[0] for k, v in maps.items()}, dict(zip(names, Pc[:, 0]))
+    return explain
+
 def run_viewer_kw(run)->dict:
-    "The `MaskViewer` arguments that belong to a run: its U-Net as predictor, `figures/views/` as the folder for saved views"
+    "The `MaskViewer` arguments that belong to a run: its U-Net as predictor, its classifiers as explainer, `figures/views/` for saved views"
     L = (run if isinstance(run, Run) else Run(run)).layout
     unet = ModelSpec.load(L.models.unet) if (L.models.unet/'model.json').exists() else None
-    return dict(predictor=unet_predictor(unet) if unet is not None else None, save_dir=L.figures/'views')
+    try: explainer = map_explainer(load_models(L.models.root))
+    except Exception: explainer = None   # no classifiers yet: the viewer draws masks only
+    return dict(predictor=unet_predictor(unet) if unet is not None else None, explainer=explainer, save_dir=L.figures/'views')
 
 # %% ../nbs/52_review.ipynb #f107afde
 def pred_dice(df:pd.DataFrame, # slices with `mask` (and `subtype`/`stroke` for normal slices without a MASK file)

@@ -15,10 +15,15 @@ from .modelio import read_ensemble
 from .figures import slice_figure, confusion_figure
 from .review import run_slices, run_viewer_kw, slice_view, confusion_cells, thumbnail, thumb_title, window_name, fmt_score
 from .pipeline import report_blocks
+from .review import ct_image, is_missing, map_explainer
+from .data.masks import read_mask
+from .infer import load_models
+from .calibration import review_order
+from .explain import explain_figure
 
 # %% auto #0
-__all__ = ['png_uri', 'md_inline', 'table_html', 'figure_html', 'block_html', 'slice_figures', 'mistake_figures', 'open_run',
-           'report_html', 'write_report_html']
+__all__ = ['png_uri', 'md_inline', 'table_html', 'figure_html', 'block_html', 'slice_figures', 'mistake_figures',
+           'review_figures', 'open_run', 'report_html', 'write_report_html']
 
 # %% ../nbs/54_runreport.ipynb #375e2382
 def png_uri(src, # a PNG file, PNG bytes, or a matplotlib Figure
@@ -101,6 +106,29 @@ def mistake_figures(run)->list: # [(caption, PNG data URI)]
         out.append((f'{what}: {len(cells[cell])} slices', png_uri(fig)))
     return out
 
+# %% ../nbs/54_runreport.ipynb #80799a98
+def review_figures(run,     # a run folder or `run.Run`
+                   n:int=4, # slices to show
+                  )->list:  # [(caption, PNG data URI)]
+    "The test slices to review first (the calibrated answer most likely wrong), each with every classifier's map and the ensemble's"
+    r = open_run(run)
+    df = run_slices(r, 'test')
+    if not n or 'uncertainty' not in df or not df.uncertainty.notna().any(): return []
+    try: explain = map_explainer(load_models(r.layout.models.root))
+    except Exception: return []   # an unfinished models folder: the report says so elsewhere
+    df = df[df.uncertainty.notna()].reset_index(drop=True)
+    out = []
+    for i in review_order(df.uncertainty, df.get('disagreement', pd.Series(0., index=df.index)))[:n]:
+        row = df.iloc[i]
+        if (e := explain(row)) is None: continue
+        img, src = ct_image(row, 'brain')
+        truth = read_mask(row['mask'], r.cfg.data.palette) > 0 if not is_missing(row.get('mask')) else None
+        ans = 'stroke' if row.decision == 1 else 'normal'
+        fig = explain_figure(img, *e, f"{row.image_id} ({row.get('subtype', '')}): answered {ans}", f'{src}; white outline: the true lesion', truth)
+        out.append((f"review {len(out)+1}: slice {row.image_id}, answered {ans} at P(stroke) {row.probability:.2f}, "
+                    f"chance the answer is wrong {row.uncertainty:.2f}, truth {row.get('subtype', '?')}", png_uri(fig)))
+    return out
+
 # %% ../nbs/54_runreport.ipynb #7051b7f9
 _STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}
@@ -132,6 +160,11 @@ def report_html(run,           # a run folder or `run.Run`
     if L.probs.exists() and L.models.ensemble.exists() and Path(r.cfg.data.root).is_dir():
         body.append('<h2>Classification mistakes</h2><p>The test slices the chosen vote got wrong, with every model\'s vote.</p>')
         body += [figure_html(u, c) for c, u in mistake_figures(r)]
+        if n_slices and (rf := review_figures(r, n_slices + 1)):
+            body.append('<h2>Slices to review first</h2><p>The test slices whose calibrated answer is most likely wrong, in the order '
+                        '<code>predict</code> lists them in <code>review_first.csv</code>, each with where every classifier found '
+                        'evidence for stroke (Grad-CAM) and the ensemble\'s map (the models that called it stroke, as the vote weighs them).</p>')
+            body += [figure_html(u, c) for c, u in rf]
     if L.config.exists(): body.append(f'<h2>Configuration</h2><p>The run\'s <code>config.json</code>: it reproduces the run.</p><pre>{html.escape(L.config.read_text())}</pre>')
     foot = f'Written by stroke_ct {stroke_ct.__version__} on {datetime.date.today().isoformat()}.'
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>stroke_ct run: {html.escape(r.cfg.name)}</title>'

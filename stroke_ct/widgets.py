@@ -20,6 +20,7 @@ from .metrics import binary_metrics
 from .modelio import read_ensemble
 from .run import Run
 from .figures import ZOOMS, frame_lesion, draw_slice, slice_figure, confusion_figure
+from .explain import explain_figure
 from .predict import find_inputs
 from .review import (is_missing, fmt_score, CELLS, load_predictions, window_name, confusion_cells, review_columns, merge_stage1,
                               sort_slices, filter_slices, files_frame, slice_view, run_slices, run_viewer_kw, pred_dice, score_variants,
@@ -37,7 +38,7 @@ def _fig_png(fig:Figure, dpi=72)->bytes:
 SORTS = {'table order': None,                       # label -> (column, ascending); None keeps the table's order
          'worst lesion Dice first': ('dice', True), 'best lesion Dice first': ('dice', False),
          'highest stroke probability first': ('probability', False), 'lowest stroke probability first': ('probability', True),
-         'most disagreement first': ('disagreement', False)}
+         'most likely wrong first': ('uncertainty', False), 'most disagreement first': ('disagreement', False)}
 FILTERS = ('subtype', 'split', 'outcome')  # the columns the viewer filters on, when the table has them
 
 class MaskViewer:
@@ -54,6 +55,7 @@ class MaskViewer:
                  save_dir=None,         # where "save view" writes (default: pred_dir/views, else nowhere until set)
                  figsize=(12, 2.8),     # figure size in inches (five panels in a row)
                  palette='official',    # the true masks' palette (a row's `palette` column wins), e.g. the run's `data.palette`
+                 explainer=None,        # function row -> (maps, probs) or None (e.g. `review.map_explainer`): the 'where the models looked' panel
                 ):
         df = df.copy(); df['image_id'] = df['image_id'].astype(str)
         if split is not None: df = df[df['split'] == split]
@@ -90,12 +92,18 @@ class MaskViewer:
         self.cy = widgets.FloatSlider(value=.5, min=0., max=1., step=.01, description='centre y', continuous_update=False)
         self.to_lesion, self.save = widgets.Button(description='zoom to lesion'), widgets.Button(description='save view')
         self.info, self.status, self.image = widgets.HTML(), widgets.HTML(), widgets.Image(format='png')
+        self.explainer, self._maps = explainer, {}
+        self.show_map = widgets.Checkbox(value=False, description='where the models looked', disabled=explainer is None)
+        self.map_image = widgets.Image(format='png', layout=widgets.Layout(display='none'))
         self.fig, self._shown, self._hold, self._cache = Figure(figsize=figsize), False, 0, {}
+        for o, c in ((self.prev, 'prev'), (self.next, 'next'), (self.slider, 'slider'), (self.image_id, 'image-id'), (self.window, 'window'),
+                     (self.level, 'level'), (self.width, 'width'), (self.image, 'image'), (self.info, 'info'), (self.show_map, 'show-map'),
+                     (self.map_image, 'map')): o.add_class(f'mv-{c}')   # stable hooks for pages and browser tests
         self.slider.observe(self._on_slider, 'value'); self.image_id.observe(self._on_id, 'value')
         self.window.observe(self._on_preset, 'value')
         for o in (self.level, self.width): o.observe(self._on_level_width, 'value')
         for o in (self.sort, *self.filters.values()): o.observe(self._on_view, 'value')
-        for o in (self.opacity, self.show_hem, self.show_isch, self.zoom, self.cx, self.cy): o.observe(self._update, 'value')
+        for o in (self.opacity, self.show_hem, self.show_isch, self.zoom, self.cx, self.cy, self.show_map): o.observe(self._update, 'value')
         self.prev.on_click(lambda b: self.step(-1)); self.next.on_click(lambda b: self.step(1))
         self.to_lesion.on_click(lambda b: self.zoom_to_lesion()); self.save.on_click(self._on_save)
         self.render()
@@ -111,7 +119,7 @@ class MaskViewer:
     def _update(self, change=None):
         if self._hold: return
         self.render()
-        if self._shown: self.image.value = _fig_png(self.fig)
+        if self._shown: self.image.value = _fig_png(self.fig); self._show_map()
 
 # %% ../nbs/52_widgets.ipynb #aef993d2
 @patch
@@ -274,16 +282,35 @@ def zoom_to_lesion(self:MaskViewer):
 def widget(self:MaskViewer)->widgets.VBox:
     "The interactive widget (controls, figure, info)"
     self._shown = True
-    if not self.image.value: self.image.value = _fig_png(self.fig)
+    if not self.image.value: self.image.value = _fig_png(self.fig); self._show_map()
     return widgets.VBox([widgets.HBox([self.prev, self.slider, self.next, self.image_id]),
                          widgets.HBox([self.sort, *self.filters.values()]),
                          widgets.HBox([self.window, self.level, self.width]),
-                         widgets.HBox([self.opacity, self.show_hem, self.show_isch]),
+                         widgets.HBox([self.opacity, self.show_hem, self.show_isch, self.show_map]),
                          widgets.HBox([self.zoom, self.cx, self.cy, self.to_lesion, self.save]),
-                         self.image, self.info, self.status])
+                         self.image, self.map_image, self.info, self.status]).add_class('stroke-ct-mask-viewer')
 
 @patch
 def _ipython_display_(self:MaskViewer): display(self.widget)
+
+# %% ../nbs/52_widgets.ipynb #3aa4e40b
+@patch
+def map_figure(self:MaskViewer)->Figure|None:
+    "Where each classifier found stroke on the current slice and the ensemble's map, over it in the current window (None: no explainer, or no classifier reads the slice)"
+    if self.explainer is None or not len(self.df): return None
+    iid = self.row['image_id']
+    if iid not in self._maps:   # one Grad-CAM pass per slice; the window, zoom and masks redraw without it
+        if len(self._maps) >= 16: self._maps.clear()
+        self._maps[iid] = self.explainer(self.row)
+    if self._maps[iid] is None: return None
+    o = self.load()
+    return explain_figure(o['img'], *self._maps[iid], f'{iid}: where the classifiers found stroke', o['src'], o['truth'])
+
+@patch
+def _show_map(self:MaskViewer):
+    "Fill the map panel when `show_map` is ticked, hide it otherwise"
+    f = self.map_figure() if self.show_map.value else None
+    self.map_image.value, self.map_image.layout.display = (_fig_png(f), None) if f is not None else (b'', 'none')
 
 # %% ../nbs/52_widgets.ipynb #dcfb06a4
 @patch(cls_method=True)

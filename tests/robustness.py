@@ -212,6 +212,20 @@ def predict_inputs__mixed_507_file_folder():
     return ok, f"exit {code}; rows {len(t['rows'])} (slices {len(m['good'])}), errors {len(t['errors'])}/{len(m['bad'])}, skipped {len(t['skipped'])} of {len(m['other'])} others; " \
                f"unlisted slices {len(miss)}, unlisted broken {len(nb)}, unlisted others {len(no)} {no[:3]}; {consistent(out) or 'masks = rows'}"
 
+@case('predict/explain', '--explain on good, odd-sized and broken slices: every answered slice called stroke gets its picture, every broken file stays one error row')
+def predict_explain__good_odd_broken():
+    from PIL import Image
+    d = fresh('explain_in'); d.mkdir()
+    for f in ENV['pngs'][:3] + ENV['dcms'][:2]: shutil.copy(f, d)
+    Image.open(ENV['pngs'][3]).resize((300, 260)).save(d/'odd300x260.png')
+    (d/'corrupt.png').write_bytes(ENV['pngs'][4].read_bytes()[:100])
+    code, o, e, tb, out = predict_cli(d, None, None, '--explain', '--threshold', '0')   # threshold 0: every answered slice is called stroke
+    t = tables(out)
+    shown = sorted(p.stem for p in (out/'explain').glob('*.png')) if (out/'explain').exists() else []
+    ids = sorted(r['image_id'] for r in t['rows'])
+    ok = not tb and code == 1 and len(ids) == 6 and shown == ids and files_named(t['errors']) == {'corrupt.png'} and not consistent(out)
+    return ok, f"exit {code}; rows {len(ids)}, explanations {len(shown)}, errors {sorted(files_named(t['errors']))}; {consistent(out) or 'masks = rows'}"
+
 @case('predict/inputs', 'an empty folder: exit 1, says no slices found')
 def predict_inputs__empty_folder():
     (d := fresh('empty')).mkdir()
