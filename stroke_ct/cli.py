@@ -39,6 +39,7 @@ def _prob(s:str)->float:
     return v
 
 _PALETTES = ['official', 'ct_stroke_mix', 'bhsd']   # the names of `data.masks.PALETTES`, here so `--help` loads no numerical library
+_WINDOWS = ['brain', 'subdural', 'stroke']          # the names of `data.dicom.WINDOWS`, for the same reason
 
 # %% ../nbs/90_cli.ipynb #cee51d37
 def _synth(a):
@@ -117,7 +118,8 @@ def _train(a):
 
 def _predict(a):
     kw = dict(segment_all=a.segment_all, bs=a.bs, precision=a.precision, num_threads=a.threads, num_workers=a.workers, vote=a.vote,
-              threshold=a.threshold, fallback=a.fallback, allow_partial=a.allow_partial, series_k=a.series_k, dicom_seg=a.dicom_seg)
+              threshold=a.threshold, fallback=a.fallback, allow_partial=a.allow_partial, series_k=a.series_k, dicom_seg=a.dicom_seg,
+              explain=a.explain, explain_window=a.explain_window)
     if a.dicomweb:
         from stroke_ct.pacs import predict_study_cli, PacsError
         if not a.study: raise ValueError('--dicomweb needs --study UID (the StudyInstanceUID to predict)')
@@ -249,7 +251,7 @@ def _predict_args(sub):
     s = sub.add_parser('predict', help='stage-1 table and stage-2 masks for unseen PNG/DICOM slices')
     s.add_argument('inputs', nargs='*', help='PNG/DICOM files and/or folders (searched recursively); or --dicomweb URL --study UID')
     s.add_argument('--models', required=True, help="a run's models folder (RUN/models)")
-    s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, masks/, errors.csv, predict.json; for DICOM series series.csv, series_slices.csv, seg/')
+    s.add_argument('--out', required=True, help='output folder: stage1.csv, stage1.txt, review_first.csv, masks/, errors.csv, predict.json; for DICOM series series.csv, series_slices.csv, seg/')
     s.add_argument('--precision', default=None, choices=['auto', 'int8', 'fp32', 'bf16', 'fp16'],
                    help='auto: the int8 copies (stroke-ct quantize) on CPUs with VNNI, else bf16 on CPUs that have it, '
                         'fp16 on CUDA, else fp32 (default auto)')
@@ -268,7 +270,7 @@ def _predict_args(sub):
 def _evaluate(a):
     from stroke_ct.evaluate import evaluate_cli
     pal = a.palette[0] if len(a.palette) == 1 else a.palette
-    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs, allow_partial=a.allow_partial)
+    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs, explain=a.explain, allow_partial=a.allow_partial)
     print(msg)
     return code
 
@@ -283,6 +285,8 @@ def _evaluate_args(sub):
     s.add_argument('--split', default=None, choices=['train', 'valid', 'test'], help="only this split of each folder's manifest (default: all)")
     s.add_argument('--n-boot', type=_count, default=1000, help='bootstrap resamples for the 95%% intervals (default 1000)')
     s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
+    s.add_argument('--no-explain', dest='explain', action='store_false',
+                   help='skip the pointing game (where the Grad-CAM maps peak, against the lesion masks) and the example maps')
     s.add_argument('--allow-partial', action='store_true',
                    help="score an unfinished run's models (some missing or changed: says which)")
     s.set_defaults(fn=_evaluate)
@@ -309,6 +313,10 @@ def _predict_partial_args(sub):
         help="predict with an unfinished run's models (some missing: says which, and exits 1)")
     sub.choices['predict'].add_argument('--series-k', type=_positive, default=None,
         help="a DICOM series is called stroke when at least K neighbouring slices are (default: the run's config.json predict.series_k, else 1)")
+    sub.choices['predict'].add_argument('--explain', action='store_true', default=None,
+        help="OUT/explain/<image_id>.png for each slice called stroke: where each classifier and the ensemble found it (Grad-CAM)")
+    sub.choices['predict'].add_argument('--explain-window', default='brain', choices=_WINDOWS,
+        help='the CT window the explanations draw DICOM slices in (default brain)')
     sub.choices['predict'].add_argument('--no-dicom-seg', dest='dicom_seg', action='store_const', const=False, default=None,
         help='no DICOM Segmentation per DICOM series (default: one per series in OUT/seg/)')
     g = sub.choices['predict'].add_argument_group('a study on a PACS (DICOMweb)')

@@ -15,7 +15,7 @@ from .data.synth import make_synth, phantom_info
 from .run import Run, RunConfig, run_config
 from .runlayout import check_complete
 from .fit import launch, solo
-from .scoring import table2_blocks, seg_blocks
+from .scoring import table2_blocks, seg_blocks, calibration_blocks
 from .classify import train_classifiers
 from .ensemble import vote
 from .segment import train_unet
@@ -61,6 +61,11 @@ def report_blocks(run:Run)->list:
         ch = t2[t2.chosen].iloc[0]
         out += table2_blocks(t2, 'the test split') + [fig(f'confusion_{ch.model}', f'confusion matrix of {ch.model}')]
         shown.add(L.figure(f'confusion_{ch.model}'))
+    if (cal := _read(L.metrics/'calibration_test.csv')) is not None:
+        rel = [L.figure(f'reliability_{t}') for t in ('before', 'after')]
+        out += calibration_blocks(cal, _read(L.metrics/'review_test.csv'), 'the test split',
+                                  [fig(f.stem, f.stem.replace('_', ' ') + ' calibration') for f in rel if f.exists()])
+        shown.update(rel)
     seg, g = _read(L.metrics/'seg_test.csv'), _read(L.metrics/'seg_gating.csv')
     if seg is not None or g is not None: out += seg_blocks(None if g is None else g.set_index('metric'), seg, 'the seg_split test slices')
     elif s.get('unet', {}).get('skipped'): out += [('h2', 'Segmentation'), ('p', f"No U-Net: {s['unet']['skipped']} (a classification-only run).")]
