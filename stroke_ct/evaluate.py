@@ -102,7 +102,7 @@ def _segment(M, rows, chosen, plan, out_dir, n_boot, seed, log, progress)->tuple
     return res, g
 
 # %% ../nbs/53_evaluate.ipynb #ab20fa89
-def _pointing(M, rows, P, answer, bs, out:Path, n_boot, seed, log, progress, n_fig:int=3)->pd.DataFrame|None:
+def _pointing(M, rows, P, answer, bs, out:Path, n_boot, seed, log, progress, n_fig:int=3)->tuple|None: # (pointing table, figure names)
     "The pointing game on the stroke slices with a lesion mask: per model on its true positives, the ensemble on its own; example figures"
     cls, ens = M.classifiers, M.ensemble
     idx, masks = [], []
