@@ -8,7 +8,7 @@ import json, warnings
 import numpy as np, pandas as pd
 from .core import write_csv, read_csv_file
 from .report import write_table, save_fig
-from .figures import plot_confusion, plot_reliability
+from .figures import plot_confusion, reliability_pair
 from .modelio import EnsembleRecord, write_ensemble
 from .scoring import choose_vote, vote_variants, classification_table, calibration_table, review_table
 from .calibration import vote_answer, uncertainty
@@ -40,10 +40,7 @@ def _calibration(run, te, archs, rec)->tuple:
     rev = review_table(y, pred, uncertainty(pred, prob))
     meta = run.metadata(calibration=rec.calibration)
     write_table(cal, L.metrics, 'calibration_test', meta); write_table(rev, L.metrics, 'review_test', meta)
-    keep = lambda v: {k: r for k, r in v.items() if k in archs or k == 'soft_vote'}
-    w = rec.weights or rec.vote_weights
-    for tag, t in (('before', None), ('after', rec.calibration)):
-        save_fig(plot_reliability(y, keep(vote_variants(P, archs, w, calibration=t)), title=f'test split, {tag} calibration'), L.figure(f'reliability_{tag}'))
+    for tag, fig in reliability_pair(y, P, archs, rec, 'test split, {tag} calibration').items(): save_fig(fig, L.figure(f'reliability_{tag}'))
     return cal, rev
 
 # %% ../nbs/22_ensemble.ipynb #e5e00002

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, torch
 from fastprogress.fastprogress import progress_bar
 from .core import BadInput, ErrorLog, write_csv, write_json, write_text, get_device, check_owned, claim_out, publish_outputs
 from .report import write_table, save_fig, run_metadata, blocks_markdown
-from .figures import plot_confusion, plot_roc, plot_reliability
+from .figures import plot_confusion, plot_roc, reliability_pair
 from .data.layout import resolve, read_manifest, SPLITS
 from .data.splits import build_manifest
 from .data.masks import read_mask, check_palette
@@ -226,10 +226,8 @@ def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, devi
     figs.append(f"confusion_{ch.model.replace('@', '_at_')}")
     if len(np.unique(y)) == 2:
         save_fig(plot_roc(y, variants, f'ROC on {len(y)} slices'), out/'figures'/'roc.png'); figs.append('roc')
-    w, ens = M.ensemble.weights or M.ensemble.vote_weights, M.ensemble
-    keep = lambda v: {k: r for k, r in v.items() if k in names or k == 'soft_vote'}
-    for tag, t in (('before', None), ('after', ens.calibration)):
-        save_fig(plot_reliability(y, keep(vote_variants(P, names, w, calibration=t)), title=f'{tag} calibration, {len(y)} slices'), out/'figures'/f'reliability_{tag}.png')
+    ens = M.ensemble
+    for tag, fig in reliability_pair(y, P, names, ens, f'{{tag}} calibration, {len(y)} slices').items(): save_fig(fig, out/'figures'/f'reliability_{tag}.png')
     cal = calibration_table(y, P, names, ens)
     answer, prob, Pc = vote_answer(P, names, ens)
     unc, dis = uncertainty(answer, prob), disagreement(np.where(np.isnan(Pc), np.nan, Pc >= .5))

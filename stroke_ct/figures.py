@@ -10,15 +10,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from .data.masks import classes_to_rgb, make_overlay
 from .report import save_fig
-from .scoring import roc_points, reliability
+from .scoring import roc_points, reliability, vote_variants
 from .metrics import binary_metrics, SEG_CLASSES
 from .data.dicom import dicom_header, dicom_u8
 from .data.series import scan_series
 from .data.seg import read_seg
 
 # %% auto #0
-__all__ = ['ZOOMS', 'SLICE_TITLES', 'plot_confusion', 'plot_roc', 'plot_reliability', 'mask_rgb', 'overlay', 'zoom_box',
-           'frame_lesion', 'draw_slice', 'slice_figure', 'plot_predictions', 'confusion_figure', 'seg_figure']
+__all__ = ['ZOOMS', 'SLICE_TITLES', 'plot_confusion', 'plot_roc', 'plot_reliability', 'reliability_pair', 'mask_rgb', 'overlay',
+           'zoom_box', 'frame_lesion', 'draw_slice', 'slice_figure', 'plot_predictions', 'confusion_figure',
+           'seg_figure']
 
 # %% ../nbs/15_figures.ipynb #5550d0e8
 def plot_confusion(tp:int, fp:int, fn:int, tn:int, # confusion counts (e.g. from `metrics.confusion`)
@@ -64,6 +65,18 @@ def plot_reliability(y, variants:dict, n_bins:int=10, title:str='')->Figure:
     ax.set_xlabel('predicted probability of stroke'); ax.set_ylabel('observed rate of stroke'); ax.set_title(title or 'reliability')
     ax.legend(fontsize=7, loc='upper left')
     return fig
+
+# %% ../nbs/15_figures.ipynb #c2251f45
+def reliability_pair(y,     # truth, 0/1 per slice
+                     P,     # P(stroke), models x slices, as the models give it
+                     names, # model names, in row order
+                     ens,   # a `modelio.EnsembleRecord` (its calibration and weights)
+                     title:str='{tag} calibration', # each figure's title; `{tag}` becomes 'before' or 'after'
+                    )->dict: # {'before': Figure, 'after': Figure}
+    "Reliability diagrams of every model and the soft vote, with the networks' probabilities and with the record's calibration"
+    w, keep = ens.weights or ens.vote_weights, lambda v: {k: r for k, r in v.items() if k in names or k == 'soft_vote'}
+    return {tag: plot_reliability(y, keep(vote_variants(P, names, w, calibration=c)), title=title.format(tag=tag))
+            for tag, c in (('before', None), ('after', ens.calibration))}
 
 # %% ../nbs/15_figures.ipynb #74cd83fe
 def _keep(cls:np.ndarray, show)->np.ndarray:
