@@ -128,6 +128,12 @@ def pointing_share(hits,            # booleans, one per slice (`peak_in_mask`)
     lo, hi = np.quantile(boots, [(1 - ci)/2, (1 + ci)/2])
     return dict(value=float(h.mean()), lo=float(lo), hi=float(hi), n=int(h.size))
 
+# %% ../nbs/16_explain.ipynb #0eb6aaa4
+def _resized(a, hw, mode:str='bilinear')->np.ndarray:
+    "A 2-D array (a map, or a mask with mode 'nearest') as float32 at size `hw`, to draw over a slice"
+    t = torch.as_tensor(np.asarray(a, np.float32))[None, None]
+    return F.interpolate(t, size=tuple(hw), mode=mode, **({} if mode == 'nearest' else dict(align_corners=False)))[0, 0].numpy()
+
 # %% ../nbs/16_explain.ipynb #7565361f
 def cam_figure(img:np.ndarray,      # uint8 HxW slice, windowed as the reader sees it
                cam:np.ndarray,      # (h, w) map in [0, 1] (any size: resized to the slice's)
@@ -137,8 +143,7 @@ def cam_figure(img:np.ndarray,      # uint8 HxW slice, windowed as the reader se
                cmap:str='jet',      # matplotlib colour map
               )->Figure:
     "The map over the slice, with a colour bar and the peak marked"
-    h, w = img.shape[:2]
-    cam = F.interpolate(torch.as_tensor(np.asarray(cam, np.float32))[None, None], size=(h, w), mode='bilinear', align_corners=False)[0, 0].numpy()
+    cam = _resized(cam, img.shape[:2])
     fig = Figure(figsize=(4.2, 3.6)); ax = fig.add_subplot()
     ax.imshow(img, cmap='gray', vmin=0, vmax=255)
     im = ax.imshow(cam, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
@@ -172,14 +177,12 @@ def batch_maps(b,                   # a batch of `infer.slice_batches` (its `x` 
 # %% ../nbs/16_explain.ipynb #32b95430
 def _draw_map(ax, img, cam, title:str='', truth=None, alpha:float=0.45, cmap:str='jet'):
     "One panel: the slice, the map over it (nothing where it is all zero), its peak, and the true lesion's outline"
-    h, w = img.shape[:2]
-    cam = F.interpolate(torch.as_tensor(np.asarray(cam, np.float32))[None, None], size=(h, w), mode='bilinear', align_corners=False)[0, 0].numpy()
+    cam = _resized(cam, img.shape[:2])
     ax.imshow(img, cmap='gray', vmin=0, vmax=255)
     im = ax.imshow(np.ma.masked_where(cam <= 0, cam), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
     if cam.max() > 0: r, c = map_peak(cam); ax.plot(c, r, 'w+', ms=10, mew=2)
     if truth is not None and np.asarray(truth).any():
-        t = F.interpolate(torch.as_tensor((np.asarray(truth) > 0).astype(np.float32))[None, None], size=(h, w), mode='nearest')[0, 0].numpy()
-        ax.contour(t, levels=[.5], colors='white', linewidths=.8)
+        ax.contour(_resized(np.asarray(truth) > 0, img.shape[:2], 'nearest'), levels=[.5], colors='white', linewidths=.8)
     ax.set_xticks([]); ax.set_yticks([]); ax.set_title(title, fontsize=8)
     return im
 

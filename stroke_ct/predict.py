@@ -207,11 +207,12 @@ def _explain(b, cls, sel, P, weights, stage:Path, ids:dict, window, log:ErrorLog
     for i, k in enumerate(np.flatnonzero(sel)):
         fn = b['file'][k]
         try:
-            img = read_slice(fn, window if sniff(fn) == 'dicom' else 'brain')
+            dcm = b['kind'][k] == 'dicom'   # the batch knows each file's kind: no second read of its header
+            img = read_slice(fn, window if dcm else 'brain')
             probs = {m.name: float(P[j, k]) for j, m in enumerate(cls)}
             w = f'{window} window' if isinstance(window, str) else f'W{window[0]} L{window[1]}'
             fig = explain_figure(img, {nm: v[i] for nm, v in maps.items()}, probs, title=f'{ids[str(fn)]}: where the classifiers found stroke',
-                                 note=f"{w if sniff(fn) == 'dicom' else 'PNG as exported'}; a model that called the slice normal adds nothing to the ensemble's map")
+                                 note=f"{w if dcm else 'PNG as exported'}; a model that called the slice normal adds nothing to the ensemble's map")
             save_fig(fig, stage/'explain'/f'{ids[str(fn)]}.png', dpi=80); n += 1
         except Exception as e: log.add(fn, f'no explanation: {e}')
     return n
