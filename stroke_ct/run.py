@@ -22,7 +22,7 @@ from .runlayout import RunLayout, mark_complete
 
 # %% auto #0
 __all__ = ['ARCH_SETTINGS', 'PRESETS', 'OLD_PRESET_NAMES', 'WHERE', 'DataConfig', 'ClassifierConfig', 'UNetConfig', 'EvalConfig',
-           'PredictConfig', 'SynthConfig', 'RunConfig', 'run_config', 'Run']
+           'PredictConfig', 'QuantizeConfig', 'SynthConfig', 'RunConfig', 'run_config', 'Run']
 
 # %% ../nbs/11_run.ipynb #b0b01005
 ARCH_SETTINGS = ('size', 'bs', 'epochs', 'lr')
@@ -88,6 +88,14 @@ class PredictConfig:
     series_k:int = 1           # a DICOM series is called stroke when at least this many neighbouring slices are (`data.series.series_call`)
     dicom_seg:bool = True      # write one DICOM Segmentation per DICOM series (`data.seg.write_seg`)
     explain:bool = False       # draw where the classifiers found stroke (Grad-CAM, `explain`) for each slice called stroke, in explain/
+
+@dataclass
+class QuantizeConfig:
+    "The quantize stage: int8 copies of the run's models for CPUs (`quantize.quantize_stage`)"
+    enabled:str|bool = 'auto' # 'auto': on a CPU with int8 dot-product instructions (VNNI) where the `int8` extra is installed; True; False
+    qat:bool = False          # quantization-aware fine-tuning (on the CPU) of each model post-training quantization leaves outside its bound
+    qat_epochs:int = 6        # QAT epochs at most per model (it stops once within the bound)
+    n:int = 300               # validation slices to calibrate and check each model on, at most
 
 @dataclass
 class SynthConfig:
@@ -170,6 +178,9 @@ def _config_problems(c)->list:
     if c.eval.n_boot < 0: p.append(f'eval.n_boot must be >= 0, got {c.eval.n_boot}')
     if c.predict.precision not in PRECISIONS: p.append(f'predict.precision must be one of {list(PRECISIONS)}, got {c.predict.precision!r}')
     if c.predict.bs < 1: p.append(f'predict.bs must be >= 1, got {c.predict.bs}')
+    q = c.quantize
+    if q.enabled not in ('auto', True, False): p.append(f"quantize.enabled must be 'auto', true or false, got {q.enabled!r}")
+    if q.qat_epochs < 1 or q.n < 1: p.append(f'quantize.qat_epochs and quantize.n must be >= 1, got {q.qat_epochs} and {q.n}')
     if c.synth is not None:
         s = c.synth
         if min(s.n_normal, s.n_ischemic, s.n_hemorrhagic) < 0: p.append('synth counts must be >= 0')
@@ -217,6 +228,7 @@ class RunConfig:
     unet:UNetConfig = field(default_factory=UNetConfig)
     eval:EvalConfig = field(default_factory=EvalConfig)
     predict:PredictConfig = field(default_factory=PredictConfig)
+    quantize:QuantizeConfig = field(default_factory=QuantizeConfig)
     synth:SynthConfig|None = None
 
     def problems(self)->list:
@@ -272,13 +284,14 @@ PRESETS['demo'] = RunConfig(
                   'vgg19_bn': dict(bs=16, epochs=8, lr=1e-3), 'mobilenet_v2': dict(epochs=14, lr=5e-3)}),
     unet=UNetConfig(arch='resnet18', size=128, bs=16, epochs=6, unfreeze_epochs=0, lr=3e-3, class_weights='auto',
                     self_attention=False, last_cross=False),
+    quantize=QuantizeConfig(enabled=False),   # the demo stays a few minutes long: `stroke-ct quantize RUN --qat` afterwards
     synth=SynthConfig()).check()
 PRESETS['quick'] = PRESETS['demo'].set('name=quick', 'classifiers.per_arch={}', 'classifiers.size=32', 'classifiers.bs=16',
                                        'classifiers.epochs=1', 'unet.size=64', 'unet.bs=8', 'unet.epochs=1', 'eval.n_boot=100',
                                        'synth.n_normal=40', 'synth.n_ischemic=20', 'synth.n_hemorrhagic=20')
 
 # %% ../nbs/11_run.ipynb #b0b01012
-WHERE = ('device:', 'distributed:', 'name:')   # where a run trains and what it is called, not what it trains: changing them continues the run
+WHERE = ('device:', 'distributed:', 'name:', 'quantize.')   # where a run trains, what it is called and how its int8 copies are made, not what it trains: changing them continues the run
 
 def run_config(out=None,                  # the run folder (its config.json, if any, is the saved configuration)
                config:RunConfig|None=None, # a configuration given by the caller: wins over the saved one
