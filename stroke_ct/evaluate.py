@@ -22,6 +22,7 @@ from .infer import AS_TRAINED, ModelSet, load_models, slice_batches, classify_ba
 from .scoring import (vote_variants, classification_table, gated_scores, table2_blocks, seg_blocks, calibration_table,
                                review_table, calibration_blocks)
 from .calibration import vote_answer, uncertainty, disagreement
+from .quantize import choose_precision
 from .explain import batch_maps, peak_in_mask, pointing_share, explain_figure
 from .data.dicom import read_slice
 
@@ -182,6 +183,7 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
              bs:int=16,            # slices per batch
              seed:int=0,           # bootstrap seed
              device=None,          # where the models run (default `core.get_device()`)
+             precision:str='fp32', # 'fp32': the models exactly as trained; 'int8': their int8 copies (`quantize`) where accepted, the rest as `auto`; or 'auto', 'bf16', 'fp16' as `predict` runs them
              explain:bool=True,    # the pointing game (`explain`) on the stroke slices with a lesion mask, and example maps
              allow_partial:bool=False, # score an unfinished models folder (`runlayout.require_complete`), saying what is missing
              progress:bool=True,
@@ -197,15 +199,17 @@ def evaluate(models,               # a run's models folder (RUN/models), or a lo
     for d_, g in rows[rows['mask'].notna()].groupby('data', sort=False):   # masks read with the wrong palette fail quietly: refuse first
         check_palette(g['mask'].tolist(), g.subtype.tolist(), g.palette.iloc[0], d_)
     with claim_out(final) as out:   # written whole into a staging folder, then published (an earlier evaluation to previous/)
-        return _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0, explain)
+        return _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0, explain, precision)
 
-def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0, explain)->dict:
+def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, device, progress, notes, missing, t0, explain, precision='fp32')->dict:
     col = 'png' if all(m.rec.input == 'png' for m in M.classifiers) else 'dicom'
     rows['file'] = [r[col] if isinstance(r[col], str) else r['dicom' if col == 'png' else 'png'] for _, r in rows.iterrows()]
     log = ErrorLog()
     for i in rows.index[rows.file.isna()]: log.add(f"{rows.data[i]}: image {rows.image_id[i]}", 'no image file')
     rows = rows[rows.file.notna()].reset_index(drop=True)
-    plan = AS_TRAINED._replace(device=str(get_device(device)))
+    dev = get_device(device)
+    plan = AS_TRAINED if precision == 'fp32' else AS_TRAINED._replace(precision=choose_precision(precision, dev, M))
+    plan = plan._replace(device=str(dev))
     P, clog = classify_rows(M, rows.file, bs, plan, progress)
     log.rows += clog.rows
     ok = ~np.isnan(P).all(0)
@@ -216,7 +220,8 @@ def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, devi
     y, names = rows.stroke.astype(int).to_numpy(), M.names
     variants = vote_variants(P, names, ens=M.ensemble)
     meta = run_metadata(models=str(M.layout.root), data=[str(d) for d in data], palettes=[str(p) for p in palettes], split=split,
-                        n_scored=len(rows), n_unreadable=n_err, ensemble=M.ensemble.to_dict())
+                        n_scored=len(rows), n_unreadable=n_err, ensemble=M.ensemble.to_dict(),
+                        precision={m.name: m.plan_for(plan).precision for m in M.all})
     table = classification_table(y, variants, names, n_boot, seed)
     paths = dict(classification=write_table(table, out/'metrics', 'classification', meta)['csv'])
     figs = []
@@ -252,7 +257,7 @@ def _evaluate(M, data, rows, palettes, out, final, split, n_boot, bs, seed, devi
                 calibration={r.model: dict(ece=[float(r.ece_before), float(r.ece_after)], brier=[float(r.brier_before), float(r.brier_after)]) for r in cal.itertuples()},
                 pointing=None if pnt is None else dict(zip(pnt[0].model, pnt[0].pointing.astype(float))),
                 flagged=int(rev.flagged[0]), errors_flagged=int(rev.errors_flagged[0]), errors=int(rev.errors[0]),
-                phantom_models=phantom, notes=notes, missing_models=missing, seconds=round(time.time() - t0, 1),
+                phantom_models=phantom, precision=meta['precision'], notes=notes, missing_models=missing, seconds=round(time.time() - t0, 1),
                 paths={k: str(final/Path(v).relative_to(out)) for k, v in paths.items()})
     write_json(out/'evaluate.json', dict(summary=summ, meta=meta))
     summ['moved_aside'] = publish_outputs(out, final, OUTPUTS)
