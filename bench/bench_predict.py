@@ -289,6 +289,7 @@ def main(argv=None):
             has8 = bool(attach_int8(M))
             log(f"[bench] int8 copies: {[m.name for m in specs if m.int8 is not None] or 'none (run `stroke-ct quantize RUN` first)'}; "
                 f"batch sizes {dict((m.name, m.bs) for m in specs)}")
+        int8_names = [m.name for m in specs if m.int8 is not None]   # the models the int8 and auto rows run in int8 (the rest at float precision)
         log(f"[bench] {n} slices; models {'from ' + str(md) if trained else '(untrained, pretrained=False)'}: "
             + ', '.join(f'{k}@{v}' for k, v in sizes.items()))
         # the Learners only need DataLoaders of the right shape: with --data the rows are all one split, so relabel them
@@ -440,6 +441,7 @@ def main(argv=None):
         log(f"                  predict png_auto {where['png_auto_split_s']}")
         log(f"                  fastai learn.predict overhead per image per model (ms, beyond a batch-of-one forward): {overhead}")
         log('\n[ratios] ' + '\n         '.join(f'{k:42s} {v:6.2f}' for k, v in ratios.items()))
+        log(f"[int8] models in int8 in the int8 and auto rows: {len(int8_names)} of {len(specs)} ({', '.join(int8_names) or 'none'}); the rest at float precision")
         log('\n[memory] peak RSS per stage (MB; extra = peak - start; workers: forked DataLoader workers, pages shared with this process):')
         for k, v in STAGES.items():
             if k.startswith(('raw_', 'predict_', 'fastai', 'load_', 'build_', 'decode')): log(f"         {k:34s} peak {v['peak_rss_mb']:6d}  extra {v['peak_extra_mb']:5d}  workers {v['workers_peak_rss_mb']:5d}  {v['seconds']:7.1f} s  load {v['load_start']} -> {v['load_end']}")
@@ -456,7 +458,7 @@ def main(argv=None):
         env['load_end'] = load(); env['seconds'] = round(time.perf_counter() - T0, 1)
         log(f"\n[bench] done in {env['seconds']} s; load {env['load_start']} -> {env['load_end']}"
             + ('' if trained else '  (untrained models: throughput is real, answers/metrics are noise)'))
-        res = dict(env=env, trained=trained, models=sizes, raw_seconds=raw, raw_images_per_s={k: round(n/sum(v.values()), 3) for k, v in raw.items()},
+        res = dict(env=env, trained=trained, models=sizes, int8_models=int8_names, raw_seconds=raw, raw_images_per_s={k: round(n/sum(v.values()), 3) for k, v in raw.items()},
                    raw_bs1_seconds=bs1, predict=runs, fastai_seconds=fa, fastai_images_per_s=round(fa_ips, 3), n_fastai=nf,
                    ratios=ratios, where=where, stages=STAGES, getrusage=ru, stability=stab, metrics=mets)
         if args.out:
