@@ -270,7 +270,8 @@ def _predict_args(sub):
 def _evaluate(a):
     from stroke_ct.evaluate import evaluate_cli
     pal = a.palette[0] if len(a.palette) == 1 else a.palette
-    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs, explain=a.explain, allow_partial=a.allow_partial)
+    code, msg = evaluate_cli(a.models, a.data, a.out, palette=pal, split=a.split, n_boot=a.n_boot, bs=a.bs, explain=a.explain,
+                               precision=a.precision, allow_partial=a.allow_partial)
     print(msg)
     return code
 
@@ -285,6 +286,8 @@ def _evaluate_args(sub):
     s.add_argument('--split', default=None, choices=['train', 'valid', 'test'], help="only this split of each folder's manifest (default: all)")
     s.add_argument('--n-boot', type=_count, default=1000, help='bootstrap resamples for the 95%% intervals (default 1000)')
     s.add_argument('--bs', type=_positive, default=16, help='slices per batch (default 16)')
+    s.add_argument('--precision', default='fp32', choices=['fp32', 'int8', 'auto', 'bf16', 'fp16'],
+                   help="fp32: the models exactly as trained (default); int8: their int8 copies (stroke-ct quantize) where accepted; auto/bf16/fp16 as predict runs them")
     s.add_argument('--no-explain', dest='explain', action='store_false',
                    help='skip the pointing game (where the Grad-CAM maps peak, against the lesion masks) and the example maps')
     s.add_argument('--allow-partial', action='store_true',
@@ -349,9 +352,10 @@ def _check_out(a):
 def _quantize(a):
     from stroke_ct.quantize import quantize_run
     df = quantize_run(a.run, n=a.n, names=a.models, max_prob_change=a.max_prob_change, max_pixel_change=a.max_pixel_change,
-                      allow_partial=a.allow_partial)
+                      qat=a.qat, qat_epochs=a.qat_epochs, qat_lr=a.qat_lr, allow_partial=a.allow_partial)
     ok = df[df.accepted].model.tolist()
-    print(f"int8 copies of {len(ok)} of {len(df)} models ({', '.join(ok) or 'none'}) in {Path(a.run)/'models'/'int8'}; "
+    by = f" ({int((df.accepted & (df.method == 'qat')).sum())} by QAT)" if a.qat else ''
+    print(f"int8 copies of {len(ok)} of {len(df)} models{by} ({', '.join(ok) or 'none'}) in {Path(a.run)/'models'/'int8'}; "
           f"table: {Path(a.run)/'metrics'/'int8.csv'}")
     return 0
 
@@ -365,6 +369,10 @@ def _quantize_args(sub):
                    help="use a classifier's int8 copy only if no validation P(stroke) moves more (default 0.05)")
     s.add_argument('--max-pixel-change', type=_prob, default=0.005,
                    help="use the U-Net's int8 copy only if no larger share of validation pixels changes class (default 0.005)")
+    s.add_argument('--qat', action='store_true',
+                   help='quantization-aware fine-tuning, on the training split, of each model post-training quantization leaves outside its bound')
+    s.add_argument('--qat-epochs', type=_positive, default=6, help='QAT epochs at most (default 6; it stops once within the bound)')
+    s.add_argument('--qat-lr', type=_finite, default=1e-5, help="QAT's learning rate (Adam; default 1e-5)")
     s.add_argument('--allow-partial', action='store_true', help="quantize an unfinished run's models (default: refused, saying what is missing)")
     s.set_defaults(fn=_quantize)
 
