@@ -673,7 +673,7 @@ def predict_out__ctrl_c_during_predict():
                           '--workers', '0', '--threads', '1', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()   # batches of one slice: the run lasts long enough for the signal to land mid-run
     while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.05)
-    time.sleep(0.3); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+    time.sleep(0.05); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)   # at once: with fast models the run can end within a second
     return p.returncode == 130 and 'interrupted' in err and state(out) == before and not (out/'.partial').exists(), f'exit {p.returncode}: {err.strip()[-100:]}'
 
 # ---------------------------------------------------------------------------------------------------- other commands: output folders
@@ -1026,7 +1026,7 @@ def evaluate__ctrl_c_during_evaluate_used_out():
                           '--n-boot', '2000', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.05)
-    time.sleep(0.5); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+    time.sleep(0.05); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)   # at once: the toy models score 80 slices within a second
     return p.returncode == 130 and state(out) == before and not (out/'.partial').exists(), f'exit {p.returncode}: {err.strip()[-100:]}'
 
 # ---------------------------------------------------------------------------------------------------- main
