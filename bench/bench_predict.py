@@ -199,7 +199,7 @@ def metric_shift(df, outs, n_boot=1000):
     from stroke_ct.metrics import binary_table, seg_report
     from stroke_ct.data.masks import read_mask
     from stroke_ct.data.dicom import read_slice
-    from stroke_ct.scoring import truth_mask
+    from stroke_ct.test_split import truth_mask
     truth = df.set_index('image_id')
     res = {}
     for k, out in outs.items():
