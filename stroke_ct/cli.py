@@ -32,6 +32,12 @@ def _finite(s:str)->float:
     if not math.isfinite(v): raise argparse.ArgumentTypeError(f'must be a finite number, got {s}')
     return v
 
+def _rate(s:str)->float:
+    "A finite number > 0 (argparse type)"
+    v = _finite(s)
+    if v <= 0: raise argparse.ArgumentTypeError(f'must be more than 0, got {v}')
+    return v
+
 def _prob(s:str)->float:
     "A number in [0, 1] (argparse type)"
     v = _finite(s)
@@ -372,7 +378,7 @@ def _quantize_args(sub):
     s.add_argument('--qat', action='store_true',
                    help='quantization-aware fine-tuning, on the training split, of each model post-training quantization leaves outside its bound')
     s.add_argument('--qat-epochs', type=_positive, default=6, help='QAT epochs at most (default 6; it stops once within the bound)')
-    s.add_argument('--qat-lr', type=_finite, default=1e-5, help="QAT's learning rate (Adam; default 1e-5)")
+    s.add_argument('--qat-lr', type=_rate, default=1e-5, help="QAT's learning rate (Adam; default 1e-5)")
     s.add_argument('--allow-partial', action='store_true', help="quantize an unfinished run's models (default: refused, saying what is missing)")
     s.set_defaults(fn=_quantize)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_quantize.ipynb #q13a0005
 from __future__ import annotations
-import copy, dataclasses, json, os, shutil, tempfile, time, warnings
+import copy, dataclasses, json, math, os, shutil, tempfile, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,22 +60,26 @@ def plain_model(net:nn.Module, # changed in place
             if isinstance(c, ToTensorBase): mod._modules[k] = nn.Identity()
     return net
 
-def to_openvino(m:ModelSpec)->'openvino.Model':
-    "`m` as an OpenVINO model: FP32, BatchNorm folded, any batch size, input NCHW as `infer.model_input` makes it"
+def _convert(net:nn.Module, size:int)->'openvino.Model':
+    "`net` (in eval mode) as an OpenVINO model taking any batch of NCHW `size`x`size` inputs"
     import openvino as ov
-    net = plain_model(inference_model(m.model, 'fp32', False, 'cpu', True))
-    x = torch.zeros(1, 3, m.size, m.size)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return ov.convert_model(net, example_input=x, input=[ov.PartialShape([-1, 3, m.size, m.size])])
+        return ov.convert_model(net.eval(), example_input=torch.zeros(1, 3, size, size), input=[ov.PartialShape([-1, 3, size, size])])
+
+def to_openvino(m:ModelSpec)->'openvino.Model':
+    "`m` as an OpenVINO model: FP32, BatchNorm folded, any batch size, input NCHW as `infer.model_input` makes it"
+    return _convert(plain_model(inference_model(m.model, 'fp32', False, 'cpu', True)), m.size)
 
 PRESETS8 = ('performance', 'performance_nobc', 'mixed_nobc', 'ends_nobc')   # tried in this order by `quantize_spec`
 
+def _ends(convs:list, linear:str)->'nncf.IgnoredScope':
+    "The ends rule: the first and the last of `convs` (names in execution order) and every layer of type `linear`"
+    return _nncf().IgnoredScope(names=[convs[0], convs[-1]] if convs else [], types=[linear], validate=False)
+
 def float_ends(ovm:'openvino.Model')->'nncf.IgnoredScope':
     "The layers `ends` presets leave in float: the first and the last convolution and every fully connected layer (MatMul)"
-    import nncf
-    convs = [o.get_friendly_name() for o in ovm.get_ordered_ops() if o.get_type_name() == 'Convolution']
-    return nncf.IgnoredScope(names=[convs[0], convs[-1]] if convs else [], types=['MatMul'], validate=False)
+    return _ends([o.get_friendly_name() for o in ovm.get_ordered_ops() if o.get_type_name() == 'Convolution'], 'MatMul')
 
 def quantize_model(m:ModelSpec,               # the model as trained
                    xs:list,                   # calibration inputs: NCHW float32 batches (`infer.model_input`)
@@ -155,21 +159,14 @@ class _Hooked(nn.Module):
 
 def _torch_ends(net:nn.Module, x:torch.Tensor)->'nncf.IgnoredScope':
     "`float_ends` for a PyTorch model: its first and last convolution in execution order and every linear layer"
-    import nncf
+    _nncf()
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
-    convs = [n.node_name for n in build_nncf_graph(net, x).topological_sort() if n.node_type == 'conv2d']
-    return nncf.IgnoredScope(names=[convs[0], convs[-1]] if convs else [], types=['linear'], validate=False)
+    return _ends([n.node_name for n in build_nncf_graph(net, x).topological_sort() if n.node_type == 'conv2d'], 'linear')
 
 def distill_loss(out:torch.Tensor, target:torch.Tensor, kind:str)->torch.Tensor:
     "How far a student's outputs are from its teacher's: KL of the class probabilities (mean per pixel for a U-Net), plus for a classifier 10x the squared change of its probabilities"
     kl = F.kl_div(out.log_softmax(1), target.log_softmax(1), log_target=True, reduction='none').sum(1).mean()
     return kl if kind == 'unet' else kl + 10*F.mse_loss(out.softmax(1), target.softmax(1))
-
-def _export(q:nn.Module, size:int)->'openvino.Model':
-    import openvino as ov
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return ov.convert_model(q.eval(), example_input=torch.zeros(1, 3, size, size), input=[ov.PartialShape([-1, 3, size, size])])
 
 def _moved(check:dict)->float: return check.get('max_prob_change', check.get('pixel_change'))
 
@@ -184,6 +181,8 @@ def qat_model(m:ModelSpec,             # the model as trained (the teacher)
              )->tuple:                 # (int8 OpenVINO model, its `int8_check`, one row per epoch: epoch, loss, seconds, the check)
     "Quantization-aware fine-tuning of an int8 copy of `m` by distillation from `m`, checked on `xs` after each epoch; stops once within the bounds, else keeps the epoch that moved the answers least"
     _need_engine('quantization-aware fine-tuning')
+    if not (lr > 0 and math.isfinite(lr)): raise ValueError(f'lr must be a positive number, got {lr}')
+    if epochs < 0: raise ValueError(f'epochs must be 0 or more, got {epochs}')
     nncf = _nncf()
     g = torch.Generator().manual_seed(seed)
     teacher = plain_model(copy.deepcopy(m.model).float()).eval()
@@ -210,7 +209,7 @@ def qat_model(m:ModelSpec,             # the model as trained (the teacher)
                 opt.zero_grad(); loss.backward(); opt.step()
                 tot += float(loss.detach()) * len(x)
             tot = round(tot / len(x8), 6)
-        om = _export(q, m.size)
+        om = _convert(q, m.size)
         c = int8_check(m, Int8Model(om), xs)
         hist.append(dict(epoch=ep, loss=tot, seconds=round(time.perf_counter() - t0, 1), **c))
         if best is None or _moved(c) < _moved(best[1]): best = (om, c)
