@@ -358,7 +358,7 @@ def _check_out(a):
 def _quantize(a):
     from stroke_ct.quantize import quantize_run
     df = quantize_run(a.run, n=a.n, names=a.models, max_prob_change=a.max_prob_change, max_pixel_change=a.max_pixel_change,
-                      qat=a.qat, qat_epochs=a.qat_epochs, qat_lr=a.qat_lr, allow_partial=a.allow_partial)
+                      max_lesion_change=a.max_lesion_change, qat=a.qat, qat_epochs=a.qat_epochs, qat_lr=a.qat_lr, allow_partial=a.allow_partial)
     ok = df[df.accepted].model.tolist()
     by = f" ({int((df.accepted & (df.method == 'qat')).sum())} by QAT)" if a.qat else ''
     print(f"int8 copies of {len(ok)} of {len(df)} models{by} ({', '.join(ok) or 'none'}) in {Path(a.run)/'models'/'int8'}; "
@@ -375,6 +375,8 @@ def _quantize_args(sub):
                    help="use a classifier's int8 copy only if no validation P(stroke) moves more (default 0.05)")
     s.add_argument('--max-pixel-change', type=_prob, default=0.005,
                    help="use the U-Net's int8 copy only if no larger share of validation pixels changes class (default 0.005)")
+    s.add_argument('--max-lesion-change', type=_prob, default=0.02,
+                   help="and only if its lesions agree with the float model's: 1 - mean Dice of the two masks per slice and lesion class (default 0.02)")
     s.add_argument('--qat', action='store_true',
                    help='quantization-aware fine-tuning, on the training split, of each model post-training quantization leaves outside its bound')
     s.add_argument('--qat-epochs', type=_positive, default=6, help='QAT epochs at most (default 6; it stops once within the bound)')

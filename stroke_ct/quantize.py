@@ -13,18 +13,18 @@ from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from fastprogress.fastprogress import progress_bar
-from .core import BadInput, file_hash, write_json, write_csv, cpu_has_bf16, get_device, resolve_precision, PRECISIONS
+from .core import BadInput, read_csv_file, file_hash, write_json, write_csv, cpu_has_bf16, get_device, resolve_precision, PRECISIONS
 from .runlayout import ModelsLayout, require_complete
 from .run import Run
 from .infer import ModelSpec, ModelSet, AS_TRAINED, CPU_BS, load_models, inference_model, model_input, slice_batches
 if TYPE_CHECKING: import openvino, nncf   # for annotations; the int8 extra is imported where it is used
 
 # %% auto #0
-__all__ = ['PRESETS8', 'MAX_PROB_CHANGE', 'MAX_PIXEL_CHANGE', 'QAT_EPOCHS', 'QAT_LR', 'QAT_N', 'INT8_FORMAT', 'INT8_FORMATS',
-           'cpu_has_vnni', 'int8_engine', 'plain_model', 'to_openvino', 'float_ends', 'quantize_model', 'Int8Model',
-           'int8_check', 'int8_accepts', 'distill_loss', 'qat_model', 'best_batch_size', 'Int8Record', 'save_int8',
-           'read_int8', 'calibration_files', 'quantize_spec', 'quantize_run', 'quantize_stage', 'detach_int8',
-           'attach_int8', 'choose_precision']
+__all__ = ['PRESETS8', 'MAX_PROB_CHANGE', 'MAX_PIXEL_CHANGE', 'MAX_LESION_CHANGE', 'QAT_EPOCHS', 'QAT_LR', 'QAT_N', 'INT8_FORMAT',
+           'INT8_FORMATS', 'cpu_has_vnni', 'int8_engine', 'plain_model', 'to_openvino', 'float_ends', 'quantize_model',
+           'Int8Model', 'lesion_change', 'int8_check', 'int8_accepts', 'distill_loss', 'qat_model', 'best_batch_size',
+           'Int8Record', 'save_int8', 'read_int8', 'calibration_files', 'quantize_spec', 'quantize_run',
+           'quantize_stage', 'detach_int8', 'attach_int8', 'choose_precision']
 
 # %% ../nbs/13_quantize.ipynb #q13a0009
 def cpu_has_vnni()->bool:
@@ -126,13 +126,23 @@ class Int8Model:
     def __repr__(self): return f"Int8Model({self.model.get_friendly_name()!r}, {'bf16' if self.bf16 else 'f32'} float layers)"
 
 # %% ../nbs/13_quantize.ipynb #q13a0019
-MAX_PROB_CHANGE, MAX_PIXEL_CHANGE = 0.05, 0.005   # the default bounds
+MAX_PROB_CHANGE, MAX_PIXEL_CHANGE, MAX_LESION_CHANGE = 0.05, 0.005, 0.02   # the default bounds
+
+def lesion_change(y:torch.Tensor, z:torch.Tensor, n_classes:int)->tuple:
+    "(1 - the mean Dice of masks `y` and `z` (N,H,W class codes) over slices and lesion classes, counting a class absent from both as agreeing; how many (slice, class) pairs gain or lose the class)"
+    d, flips = [], 0
+    for c in range(1, n_classes):
+        a, b = (y == c).flatten(1), (z == c).flatten(1)
+        s = a.sum(1) + b.sum(1)
+        d.append(torch.where(s > 0, 2*(a & b).sum(1)/s.clamp(min=1), 1.))
+        flips += int((a.any(1) != b.any(1)).sum())
+    return 1 - float(torch.cat(d).mean()), flips
 
 def int8_check(m:ModelSpec, # the model as trained
                q,           # its int8 copy (a callable on NCHW float32 batches)
                xs:list,     # inputs: NCHW float32 batches
               )->dict:
-    "How far `q` moves `m`'s answers on `xs`: P(stroke) change and flips (classifier) or pixels changing class (U-Net)"
+    "How far `q` moves `m`'s answers on `xs`: P(stroke) change and flips (classifier); pixels changing class, and `lesion_change` (U-Net)"
     with torch.inference_mode():
         ys = [(m.model(x).float(), q(x).float()) for x in xs]
     if m.kind == 'classifier':
@@ -140,14 +150,16 @@ def int8_check(m:ModelSpec, # the model as trained
         dp = torch.cat([(a - b).abs() for a, b in p])
         return dict(n=len(dp), max_prob_change=round(float(dp.max()), 5), mean_prob_change=round(float(dp.mean()), 5),
                     flips_at_half=int(sum(((a >= .5) != (b >= .5)).sum() for a, b in p)))
-    ch = sum(int((y.argmax(1) != z.argmax(1)).sum()) for y, z in ys)
-    tot = sum(y.shape[0]*y.shape[2]*y.shape[3] for y, _ in ys)
-    return dict(n=sum(len(y) for y, _ in ys), pixels_changed=ch, pixel_change=round(ch/tot, 6))
+    y, z = torch.cat([y.argmax(1) for y, _ in ys]), torch.cat([z.argmax(1) for _, z in ys])
+    ch = int((y != z).sum())
+    lc, flips = lesion_change(y, z, ys[0][0].shape[1])
+    return dict(n=len(y), pixels_changed=ch, pixel_change=round(ch/y.numel(), 6), lesion_change=round(lc, 5), lesion_flips=flips)
 
-def int8_accepts(check:dict, max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE)->bool:
-    "Whether an `int8_check` stays within the bounds"
+def int8_accepts(check:dict, max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE,
+                 max_lesion_change:float=MAX_LESION_CHANGE)->bool:
+    "Whether an `int8_check` stays within the bounds (a U-Net check without `lesion_change`, made before it existed, does not)"
     if 'max_prob_change' in check: return check['max_prob_change'] <= max_prob_change
-    return check['pixel_change'] <= max_pixel_change
+    return check['pixel_change'] <= max_pixel_change and check.get('lesion_change', 1.) <= max_lesion_change
 
 # %% ../nbs/13_quantize.ipynb #98bbb01e
 QAT_EPOCHS, QAT_LR, QAT_N = 6, 1e-5, 800   # `qat_model`'s defaults: epochs at most, Adam's learning rate, training slices at most
@@ -168,7 +180,10 @@ def distill_loss(out:torch.Tensor, target:torch.Tensor, kind:str)->torch.Tensor:
     kl = F.kl_div(out.log_softmax(1), target.log_softmax(1), log_target=True, reduction='none').sum(1).mean()
     return kl if kind == 'unet' else kl + 10*F.mse_loss(out.softmax(1), target.softmax(1))
 
-def _moved(check:dict)->float: return check.get('max_prob_change', check.get('pixel_change'))
+def _moved(check:dict)->float:
+    "How far a check is from no change at all: a classifier's largest P(stroke) change; the U-Net's larger change relative to its default bound"
+    if 'max_prob_change' in check: return check['max_prob_change']
+    return max(check['pixel_change']/MAX_PIXEL_CHANGE, check.get('lesion_change', 1.)/MAX_LESION_CHANGE)
 
 def qat_model(m:ModelSpec,             # the model as trained (the teacher)
               x8:torch.Tensor,         # training slices, uint8 NHWC at the model's size
@@ -177,7 +192,7 @@ def qat_model(m:ModelSpec,             # the model as trained (the teacher)
               lr:float=QAT_LR,         # Adam's learning rate
               bs:int=8,                # slices per step (small: more steps for the same compute)
               seed:int=0,
-              max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE,
+              max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE, max_lesion_change:float=MAX_LESION_CHANGE,
              )->tuple:                 # (int8 OpenVINO model, its `int8_check`, one row per epoch: epoch, loss, seconds, the check)
     "Quantization-aware fine-tuning of an int8 copy of `m` by distillation from `m`, checked on `xs` after each epoch; stops once within the bounds, else keeps the epoch that moved the answers least"
     _need_engine('quantization-aware fine-tuning')
@@ -213,7 +228,7 @@ def qat_model(m:ModelSpec,             # the model as trained (the teacher)
         c = int8_check(m, Int8Model(om), xs)
         hist.append(dict(epoch=ep, loss=tot, seconds=round(time.perf_counter() - t0, 1), **c))
         if best is None or _moved(c) < _moved(best[1]): best = (om, c)
-        if int8_accepts(c, max_prob_change, max_pixel_change): break
+        if int8_accepts(c, max_prob_change, max_pixel_change, max_lesion_change): break
     return best[0], best[1], hist
 
 # %% ../nbs/13_quantize.ipynb #q13a0022
@@ -311,8 +326,10 @@ def calibration_files(rows:pd.DataFrame, # the run's manifest, resolved (`Run.ro
                       seed:int=0,
                       split:str='valid',  # 'train': the slices QAT fine-tunes on
                      )->list:
-    "The `split` slices (for the U-Net its own `seg_split` where the manifest has one) to calibrate a model of `kind` on"
-    v = rows[rows.seg_split == split] if kind == 'unet' and (rows.seg_split == split).any() else rows[rows.split == split]
+    "The `split` slices to calibrate a model of `kind` on; for the U-Net, where the manifest has its own `seg_split`, those of it plus the `split` slices without one (normal slices, never trained on, which `predict` segments too)"
+    v = rows[rows.split == split]
+    if kind == 'unet' and (rows.seg_split == split).any():
+        v = rows[(rows.seg_split == split) | ((rows.split == split) & (rows.seg_split.fillna('') == ''))]
     if len(v) > n: v = v.sample(n=n, random_state=seed)
     return [f for f in v[input].tolist() if isinstance(f, str) or isinstance(f, Path)]
 
@@ -325,7 +342,7 @@ def _decode(files, key)->torch.Tensor:
     return torch.cat(xs)
 
 def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', presets=PRESETS8, bs_sizes=(1, 2, 4, 8, 16),
-                  max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE,
+                  max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE, max_lesion_change:float=MAX_LESION_CHANGE,
                   train8=None,             # for QAT when no preset is within the bounds: training slices (uint8 NHWC), or a function returning them; None: no QAT
                   qat_epochs:int=QAT_EPOCHS, qat_lr:float=QAT_LR, seed:int=0)->Int8Record:
     "Quantize, check and time one model on the uint8 NHWC slices `x8`; write its int8 folder (presets tried in turn until one is within the bounds, then QAT if `train8`)"
@@ -339,17 +356,18 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
         cal = dict(split=split, n=len(x8), seconds=round(time.perf_counter() - t0, 1))
         q = Int8Model(qm)
         check = int8_check(m, q, xs)
-        if ok := int8_accepts(check, max_prob_change, max_pixel_change): break
+        if ok := int8_accepts(check, max_prob_change, max_pixel_change, max_lesion_change): break
         tried.append((_moved(check), preset, check, cal))
     method, qat = 'ptq', {}
     if not ok:
         _, preset, check, cal = min(tried, key=lambda o: o[0])   # the closest post-training attempt
         if train8 is not None:
             t0, xt = time.perf_counter(), train8() if callable(train8) else train8
-            qm, qcheck, hist = qat_model(m, xt, xs, qat_epochs, qat_lr, seed=seed, max_prob_change=max_prob_change, max_pixel_change=max_pixel_change)
+            qm, qcheck, hist = qat_model(m, xt, xs, qat_epochs, qat_lr, seed=seed, max_prob_change=max_prob_change, max_pixel_change=max_pixel_change,
+                                         max_lesion_change=max_lesion_change)
             method, qat = 'qat', dict(ptq_check=check, lr=qat_lr, n_train=len(xt), epochs=len(hist) - 1, seconds=round(time.perf_counter() - t0, 1), history=hist)
             check, q = qcheck, Int8Model(qm)
-            ok = int8_accepts(check, max_prob_change, max_pixel_change)
+            ok = int8_accepts(check, max_prob_change, max_pixel_change, max_lesion_change)
     if not ok:   # the record keeps the closest attempt
         return read_int8(save_int8(None, Int8Record(accepted=False, preset=preset, method=method, calibration=cal, check=check, qat=qat, **base), folder))
     bs, sec = best_batch_size(q, torch.cat(xs)[:16], bs_sizes)
@@ -361,12 +379,13 @@ def quantize_run(run,                 # a run folder (with config.json and model
                  names=None,          # only these models (classifier names and/or 'unet'; default all)
                  max_prob_change:float=MAX_PROB_CHANGE,   # a classifier's copy is used only if no P(stroke) moves more
                  max_pixel_change:float=MAX_PIXEL_CHANGE, # the U-Net's only if no larger share of pixels changes class
+                 max_lesion_change:float=MAX_LESION_CHANGE, # and its lesions stay: 1 - mean Dice of int8 and float masks per slice and lesion class
                  qat:bool=False,      # quantization-aware fine-tuning (`qat_model`) of each model no preset keeps within the bounds
                  qat_epochs:int=QAT_EPOCHS, qat_lr:float=QAT_LR,
                  n_train:int=QAT_N,   # QAT's training slices per model, at most
                  allow_partial:bool=False, # quantize an unfinished run's models (`runlayout.require_complete`)
                  progress:bool=True,
-                )->pd.DataFrame:      # one row per model: accepted, method, preset, check, batch size, seconds
+                )->pd.DataFrame:      # one row per model quantized: accepted, method, preset, check, batch size, seconds
     "int8 copies of every model of `run`, calibrated on its validation split, checked, written to RUN/models/int8/"
     _need_engine('stroke-ct quantize')
     R = run if isinstance(run, Run) else Run(run)
@@ -386,13 +405,15 @@ def quantize_run(run,                 # a run folder (with config.json and model
         tf = calibration_files(rows, m.kind, n_train, m.rec.input, R.cfg.seed, split='train') if qat else []
         train8 = (lambda m=m, tf=tf: slices('train', m, tf)) if tf else None
         rec = quantize_spec(m, slices('valid', m, files), M.layout.int8_model(m), max_prob_change=max_prob_change,
-                            max_pixel_change=max_pixel_change, train8=train8, qat_epochs=qat_epochs, qat_lr=qat_lr, seed=R.cfg.seed)
+                            max_pixel_change=max_pixel_change, max_lesion_change=max_lesion_change, train8=train8, qat_epochs=qat_epochs, qat_lr=qat_lr, seed=R.cfg.seed)
         res.append(dict(model=m.name, accepted=rec.accepted, method=rec.method, preset=rec.preset, n_calibration=rec.calibration['n'], bs=rec.bs,
                         **rec.check, qat_epochs=rec.qat.get('epochs'), qat_seconds=rec.qat.get('seconds'), seconds=round(time.perf_counter() - t0, 1)))
         if progress: print(f"{m.name}: {'int8' if rec.accepted else 'kept at float precision'} ({rec.method}, {rec.preset}); {rec.check}")
-    df = pd.DataFrame(res)
-    write_csv(R.layout.metrics/'int8.csv', df)
-    R.record(int8=dict(engine='openvino', openvino=int8_engine(), models=res))
+    df, fn = pd.DataFrame(res), R.layout.metrics/'int8.csv'
+    tab = df   # the run's table: with only some models, the others' rows stay (their copies are untouched)
+    if names is not None and fn.exists(): tab = pd.concat([(old := read_csv_file(fn))[~old.model.isin(df.model)], df], ignore_index=True)
+    write_csv(fn, tab)
+    R.record(int8=dict(engine='openvino', openvino=int8_engine(), models=json.loads(tab.to_json(orient='records'))))
     return df
 
 # %% ../nbs/13_quantize.ipynb #364e9e35
@@ -433,6 +454,8 @@ def attach_int8(M:ModelSet,           # loaded models (`infer.load_models`)
         rec = read_int8(d)
         if rec.source_sha256 != m.rec.sha256:
             warnings.warn(f'{d}: made from other weights than {m.path}, so not used (run `stroke-ct quantize` again)'); continue
+        if rec.accepted and rec.kind == 'unet' and 'lesion_change' not in rec.check:
+            warnings.warn(f'{d}: checked before int8_check measured the lesions (lesion_change), so not used (run `stroke-ct quantize` again)'); continue
         if rec.accepted:
             k = (str((d/'model.xml').resolve()), rec.sha256, bf16)
             if k not in _LOADED: _LOADED[k] = Int8Model(d/'model.xml', bf16)
