@@ -217,8 +217,7 @@ def metric_shift(df, outs, n_boot=1000):
                 and not (yd[r['metric']]['lo'] - 1e-12 <= r['value'] <= yd[r['metric']]['hi'] + 1e-12)]
     for x, y in (('png_auto', 'png_eager'), ('png_fp32', 'png_eager'), ('dicom_auto', 'dicom_fp32'), ('png_int8_nobf16', 'png_eager'), ('png_bf16', 'png_eager')):
         a, f = res.get(x), res.get(y)
-        if a and f: res[f'{x}_vs_{y}_moved_outside_ci'] = dict(binary=moved(a['binary'], f['binary']) + moved(f['binary'], a['binary']),
-                                                               seg=moved(a['seg'], f['seg']) + moved(f['seg'], a['seg']))
+        if a and f: res[f'{x}_vs_{y}_moved_outside_ci'] = {k: sorted(set(moved(a[k], f[k]) + moved(f[k], a[k]))) for k in ('binary', 'seg')}   # either value outside the other's interval
     return res
 
 # ---------------------------------------------------------------- main
