@@ -666,11 +666,15 @@ def _killed(sig, delays):
 @case('predict/out', 'kill -9 seven times during predict (at 1-14 s): --out always holds one whole run, and works after')
 def predict_out__kill_9_seven_times_during_predict_1_14(): return _killed(signal.SIGKILL, (1, 3, 5, 6, 7, 9, 14))
 
+def ctrl_c_able(args, **kw)->subprocess.Popen:
+    "`python -m stroke_ct ARGS` as a process that Ctrl-C reaches: SIGINT back to its default, since a shell starts background jobs (CI in the background, nohup) with SIGINT ignored, and Python then never raises KeyboardInterrupt"
+    return subprocess.Popen([sys.executable, '-m', 'stroke_ct', *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
+
 @case('predict/out', 'Ctrl-C during predict: exit 130, "interrupted", --out holds the earlier run whole')
 def predict_out__ctrl_c_during_predict():
     out = fresh('ctrlc'); predict_cli(ENV['pngs'][:3], out); before = state(out)
-    p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'predict', str(ENV['mixed']['dir']), '--models', str(ENV['models']), '--out', str(out),
-                          '--workers', '0', '--threads', '1', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = ctrl_c_able(['predict', ENV['mixed']['dir'], '--models', ENV['models'], '--out', out, '--workers', '0', '--threads', '1', '--bs', '1'])
     t0 = time.time()   # batches of one slice: the run lasts long enough for the signal to land mid-run
     while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.05)
     time.sleep(0.05); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)   # at once: with fast models the run can end within a second
@@ -1006,9 +1010,9 @@ def predict_inputs__folder_competition_layout():
 @case('train/resume', 'Ctrl-C while retraining the U-Net with new settings (--overwrite), then the same command without it: the new U-Net finished, not the old one kept')
 def train_resume__ctrl_c_while_retraining_u_net_new_settings():
     r = copy_run('unet_ctrlc')
-    cmd = [sys.executable, '-m', 'stroke_ct', 'train', str(quick_run()/'data'), str(r), '--stage', 'unet', '--set', 'unet.epochs=4']
-    p = subprocess.Popen(cmd + ['--overwrite'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    args = ['train', quick_run()/'data', r, '--stage', 'unet', '--set', 'unet.epochs=4']
+    cmd = [sys.executable, '-m', 'stroke_ct', *map(str, args)]
+    p = ctrl_c_able(args + ['--overwrite'])
     st, t0 = r/'checkpoints'/'unet'/'state.json', time.time()
     while not st.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.1)
     p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
@@ -1022,8 +1026,7 @@ def train_resume__ctrl_c_while_retraining_u_net_new_settings():
 @case('evaluate', 'Ctrl-C during evaluate into a used --out: exit 130, the earlier evaluation whole, nothing new beside it')
 def evaluate__ctrl_c_during_evaluate_used_out():
     out = fresh('ev_ctrlc'); run_cli('evaluate', quick_run()/'data', '--models', quick_run()/'models', '--out', out, '--n-boot', 20); before = state(out)
-    p = subprocess.Popen([sys.executable, '-m', 'stroke_ct', 'evaluate', str(quick_run()/'data'), '--models', str(quick_run()/'models'), '--out', str(out),
-                          '--n-boot', '2000', '--bs', '1'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = ctrl_c_able(['evaluate', quick_run()/'data', '--models', quick_run()/'models', '--out', out, '--n-boot', '2000', '--bs', '1'])
     t0 = time.time()
     while not (out/'.partial').exists() and p.poll() is None and time.time() - t0 < 120: time.sleep(0.05)
     time.sleep(0.05); p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)   # at once: the toy models score 80 slices within a second
