@@ -162,9 +162,13 @@ def int8_bounds(kind:str, # 'classifier' or 'unet'
     "The bounds that apply to an int8 copy of a model of `kind` (its record keeps them)"
     return dict(max_prob_change=max_prob_change) if kind == 'classifier' else dict(max_pixel_change=max_pixel_change, max_lesion_change=max_lesion_change)
 
+def _bounds_of(check:dict, bounds:dict)->dict:
+    "The bounds that apply to `check` (a classifier's if it measures P(stroke), else the U-Net's), the defaults where `bounds` gives none"
+    return int8_bounds('classifier' if 'max_prob_change' in check else 'unet', **bounds)
+
 def int8_misses(check:dict, **bounds)->list:
     "The bounds (`int8_bounds`' names; the defaults where not given) that `check` is outside of; a measure the check lacks, made before it existed, is outside"
-    b = int8_bounds('classifier' if 'max_prob_change' in check else 'unet', **bounds)
+    b = _bounds_of(check, bounds)
     return [k for k, v in b.items() if not check.get(_MEASURE[k], math.inf) <= v]
 
 def int8_accepts(check:dict, max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE,
@@ -193,7 +197,7 @@ def distill_loss(out:torch.Tensor, target:torch.Tensor, kind:str)->torch.Tensor:
 
 def _moved(check:dict, **bounds)->float:
     "How far a check is from no change at all: its largest measure relative to its bound (`int8_bounds`; a zero bound makes its measure rule)"
-    b = int8_bounds('classifier' if 'max_prob_change' in check else 'unet', **bounds)
+    b = _bounds_of(check, bounds)
     return max(check.get(_MEASURE[k], math.inf)/max(v, 1e-12) for k, v in b.items())
 
 def qat_model(m:ModelSpec,             # the model as trained (the teacher)
@@ -470,7 +474,8 @@ def attach_int8(M:ModelSet,           # loaded models (`infer.load_models`)
         if rec.source_sha256 != m.rec.sha256:
             warnings.warn(f'{d}: made from other weights than {m.path}, so not used (run `stroke-ct quantize` again)'); continue
         if rec.accepted and (miss := int8_misses(rec.check, **rec.bounds)):   # judged again by today's rule, under the bounds it was made for
-            why = ', '.join(f"{_MEASURE[k]} {rec.check[_MEASURE[k]]} above {int8_bounds(rec.kind, **rec.bounds)[k]}" if _MEASURE[k] in rec.check
+            b = _bounds_of(rec.check, rec.bounds)
+            why = ', '.join(f"{_MEASURE[k]} {rec.check[_MEASURE[k]]} above {b[k]}" if _MEASURE[k] in rec.check
                             else f'{_MEASURE[k]} not measured (checked by an older version)' for k in miss)
             warnings.warn(f'{d}: its check is outside its bounds ({why}), so not used (run `stroke-ct quantize` again)'); continue
         if rec.accepted:
