@@ -21,10 +21,10 @@ if TYPE_CHECKING: import openvino, nncf   # for annotations; the int8 extra is i
 
 # %% auto #0
 __all__ = ['PRESETS8', 'MAX_PROB_CHANGE', 'MAX_PIXEL_CHANGE', 'MAX_LESION_CHANGE', 'QAT_EPOCHS', 'QAT_LR', 'QAT_N', 'INT8_FORMAT',
-           'INT8_FORMATS', 'cpu_has_vnni', 'int8_engine', 'plain_model', 'to_openvino', 'float_ends', 'quantize_model',
-           'Int8Model', 'lesion_change', 'int8_check', 'int8_bounds', 'int8_misses', 'int8_accepts', 'distill_loss',
-           'qat_model', 'best_batch_size', 'Int8Record', 'save_int8', 'read_int8', 'calibration_files', 'quantize_spec',
-           'quantize_run', 'quantize_stage', 'detach_int8', 'attach_int8', 'choose_precision']
+           'INT8_FORMATS', 'cpu_has_vnni', 'int8_engine', 'plain_model', 'to_openvino', 'float_ends', 'preset_params',
+           'quantize_model', 'Int8Model', 'lesion_change', 'int8_check', 'int8_bounds', 'int8_misses', 'int8_accepts',
+           'distill_loss', 'qat_model', 'best_batch_size', 'Int8Record', 'save_int8', 'read_int8', 'calibration_files',
+           'quantize_spec', 'quantize_run', 'quantize_stage', 'detach_int8', 'attach_int8', 'choose_precision']
 
 # %% ../nbs/13_quantize.ipynb #q13a0009
 def cpu_has_vnni()->bool:
@@ -71,7 +71,7 @@ def to_openvino(m:ModelSpec)->'openvino.Model':
     "`m` as an OpenVINO model: FP32, BatchNorm folded, any batch size, input NCHW as `infer.model_input` makes it"
     return _convert(plain_model(inference_model(m.model, 'fp32', False, 'cpu', True)), m.size)
 
-PRESETS8 = ('performance', 'performance_nobc', 'mixed_nobc', 'ends_nobc')   # tried in this order by `quantize_spec`
+PRESETS8 = ('performance', 'performance_nobc', 'mixed_nobc', 'ends_nobc', 'ends_mixed_nobc')   # tried in this order by `quantize_spec`
 
 def _ends(convs:list, linear:str)->'nncf.IgnoredScope':
     "The ends rule: the first and the last of `convs` (names in execution order) and every layer of type `linear`"
@@ -81,25 +81,33 @@ def float_ends(ovm:'openvino.Model')->'nncf.IgnoredScope':
     "The layers `ends` presets leave in float: the first and the last convolution and every fully connected layer (MatMul)"
     return _ends([o.get_friendly_name() for o in ovm.get_ordered_ops() if o.get_type_name() == 'Convolution'], 'MatMul')
 
+def preset_params(preset:str,             # one of `PRESETS8`
+                  full_range:bool|None=None, # weights in all 8 bits (NNCF's overflow fix off), for CPUs with VNNI; default: if this CPU has it
+                 )->tuple:                 # (keyword arguments of `nncf.quantize` but the ignored scope, whether the ends stay in float)
+    "What a preset of `PRESETS8` means to NNCF, for a model in OpenVINO (`quantize_model`) or in PyTorch (`qat_model`)"
+    nncf = _nncf()
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    if preset not in PRESETS8: raise ValueError(f'preset must be one of {PRESETS8}, got {preset!r}')
+    p = nncf.QuantizationPreset.MIXED if 'mixed' in preset else nncf.QuantizationPreset.PERFORMANCE
+    full = cpu_has_vnni() if full_range is None else full_range
+    adv = AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE if full else OverflowFix.FIRST_LAYER, disable_bias_correction=preset.endswith('_nobc'))
+    return dict(preset=p, fast_bias_correction=True, advanced_parameters=adv), preset.startswith('ends')
+
 def quantize_model(m:ModelSpec,               # the model as trained
                    xs:list,                   # calibration inputs: NCHW float32 batches (`infer.model_input`)
-                   preset:str='performance',  # one of `PRESETS8`: NNCF's preset; '_nobc': without its bias correction; 'ends': `float_ends` left in float
+                   preset:str='performance',  # one of `PRESETS8` (`preset_params`): NNCF's preset; '_nobc': without its bias correction; 'ends': `float_ends` left in float
+                   full_range:bool|None=None, # weights in all 8 bits, for CPUs with VNNI (`preset_params`; default: if this CPU has it)
                   )->'openvino.Model':        # the int8 model
     "Post-training static int8 quantization of `m` (OpenVINO + NNCF), calibrated on `xs`"
     _need_engine('int8 quantization')
-    nncf = _nncf()
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    if preset not in PRESETS8: raise ValueError(f'preset must be one of {PRESETS8}, got {preset!r}')
+    kw, ends = preset_params(preset, full_range)
     items = [x[i:i+1].numpy() for x in xs for i in range(len(x))]
     if not items: raise ValueError(f'{m.name}: no calibration slices')
-    p = nncf.QuantizationPreset.MIXED if 'mixed' in preset else nncf.QuantizationPreset.PERFORMANCE
-    adv = AdvancedQuantizationParameters(disable_bias_correction=preset.endswith('_nobc'))
     ovm = to_openvino(m)
-    kw = dict(ignored_scope=float_ends(ovm)) if preset.startswith('ends') else {}
+    if ends: kw['ignored_scope'] = float_ends(ovm)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return nncf.quantize(ovm, nncf.Dataset(items), subset_size=len(items), preset=p, fast_bias_correction=True,
-                             advanced_parameters=adv, **kw)
+        return _nncf().quantize(ovm, _nncf().Dataset(items), subset_size=len(items), **kw)
 
 # %% ../nbs/13_quantize.ipynb #q13a0014
 _CORE = []
@@ -202,26 +210,28 @@ def _moved(check:dict, **bounds)->float:
 
 def qat_model(m:ModelSpec,             # the model as trained (the teacher)
               x8:torch.Tensor,         # training slices, uint8 NHWC at the model's size
-              xs:list,                 # the check's inputs: NCHW float32 batches (`infer.model_input`)
+              xs:list,                 # the check's inputs, also the calibration's: NCHW float32 batches (`infer.model_input`)
+              preset:str='ends_nobc',  # the post-training preset (`PRESETS8`) it starts from: `quantize_spec` gives the closest
               epochs:int=QAT_EPOCHS,   # at most this many epochs
               lr:float=QAT_LR,         # Adam's learning rate
               bs:int=8,                # slices per step (small: more steps for the same compute)
               seed:int=0,
+              full_range:bool|None=None, # weights in all 8 bits, for CPUs with VNNI (`preset_params`)
               max_prob_change:float=MAX_PROB_CHANGE, max_pixel_change:float=MAX_PIXEL_CHANGE, max_lesion_change:float=MAX_LESION_CHANGE,
              )->tuple:                 # (int8 OpenVINO model, its `int8_check`, one row per epoch: epoch, loss, seconds, the check)
-    "Quantization-aware fine-tuning of an int8 copy of `m` by distillation from `m`, checked on `xs` after each epoch; stops once within the bounds, else keeps the epoch that moved the answers least"
+    "Quantization-aware fine-tuning of an int8 copy of `m` (`preset`, calibrated on `xs`) by distillation from `m`, checked on `xs` after each epoch; stops once within the bounds, else keeps the epoch that moved the answers least"
     _need_engine('quantization-aware fine-tuning')
     if not (lr > 0 and math.isfinite(lr)): raise ValueError(f'lr must be a positive number, got {lr}')
     if epochs < 0: raise ValueError(f'epochs must be 0 or more, got {epochs}')
-    nncf = _nncf()
+    nncf, (kw, ends) = _nncf(), preset_params(preset, full_range)
     g = torch.Generator().manual_seed(seed)
     teacher = plain_model(copy.deepcopy(m.model).float()).eval()
     student = _Hooked(plain_model(copy.deepcopy(m.model).float())).eval()
-    cal = [model_input(m, x8[i:i+1], AS_TRAINED) for i in torch.randperm(len(x8), generator=g)[:300].tolist()]
+    cal = [x[i:i+1] for x in xs for i in range(len(x))]   # as the post-training copy was calibrated
+    if ends: kw['ignored_scope'] = _torch_ends(student, cal[0])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        q = nncf.quantize(student, nncf.Dataset(cal), subset_size=len(cal), preset=nncf.QuantizationPreset.PERFORMANCE,
-                          ignored_scope=_torch_ends(student, cal[0]))
+        q = nncf.quantize(student, nncf.Dataset(cal), subset_size=len(cal), **kw)
     opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=lr)
     hist, best, bnd = [], None, int8_bounds(m.kind, max_prob_change, max_pixel_change, max_lesion_change)
     for ep in range(epochs + 1):
@@ -263,8 +273,8 @@ def best_batch_size(f,                       # a callable on NCHW float32 batche
     return min(t, key=t.get), t
 
 # %% ../nbs/13_quantize.ipynb #q13a0025
-INT8_FORMAT = 'stroke_ct.int8/3'
-INT8_FORMATS = ('stroke_ct.int8/1', 'stroke_ct.int8/2', INT8_FORMAT)   # read: /2 is /3 without `bounds` (so the defaults), /1 also without `method` and `qat`
+INT8_FORMAT = 'stroke_ct.int8/4'
+INT8_FORMATS = ('stroke_ct.int8/1', 'stroke_ct.int8/2', 'stroke_ct.int8/3', INT8_FORMAT)   # read: /3 is /4 without `full_range` (so False), /2 also without `bounds` (so the defaults), /1 also without `method` and `qat`
 
 @patch(as_prop=True)
 def int8(self:ModelsLayout)->Path:
@@ -289,6 +299,7 @@ class Int8Record:
     calibration:dict=field(default_factory=dict)  # split, n (slices), seconds
     check:dict=field(default_factory=dict)        # `int8_check` on the calibration slices: what the copy changed
     bounds:dict=field(default_factory=dict)       # the bounds it was judged by (`int8_bounds`); empty: the defaults
+    full_range:bool=False                         # weights in all 8 bits (`preset_params`): used only on CPUs with VNNI
     qat:dict=field(default_factory=dict)          # for QAT: the closest post-training check, lr, training slices, seconds, one row per epoch
     bs:int|None=None                              # the fastest batch size measured
     bs_seconds:dict=field(default_factory=dict)   # seconds per slice at each batch size
@@ -367,11 +378,12 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
     nncf = _nncf()
     xs = [model_input(m, x8[i:i+16], AS_TRAINED) for i in range(0, len(x8), 16)]
     bnd = int8_bounds(m.kind, max_prob_change, max_pixel_change, max_lesion_change)
-    base = dict(name=m.name, kind=m.kind, source_sha256=m.rec.sha256, bounds=bnd, versions=dict(openvino=int8_engine(), nncf=nncf.__version__))
+    full = cpu_has_vnni()   # the copies are for this CPU's kind: all 8 bits where it has VNNI (`preset_params`)
+    base = dict(name=m.name, kind=m.kind, source_sha256=m.rec.sha256, bounds=bnd, full_range=full, versions=dict(openvino=int8_engine(), nncf=nncf.__version__))
     tried = []   # (how far it moved the answers, preset, check, calibration) of each preset that failed
     for preset in presets:
         t0 = time.perf_counter()
-        qm = quantize_model(m, xs, preset)
+        qm = quantize_model(m, xs, preset, full)
         cal = dict(split=split, n=len(x8), seconds=round(time.perf_counter() - t0, 1))
         q = Int8Model(qm)
         check = int8_check(m, q, xs)
@@ -382,12 +394,13 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
         _, preset, check, cal = min(tried, key=lambda o: o[0])   # the closest post-training attempt
         if train8 is not None:
             t0, xt = time.perf_counter(), train8() if callable(train8) else train8
-            qm, qcheck, hist = qat_model(m, xt, xs, qat_epochs, qat_lr, seed=seed, max_prob_change=max_prob_change, max_pixel_change=max_pixel_change,
+            qm, qcheck, hist = qat_model(m, xt, xs, preset, qat_epochs, qat_lr, seed=seed, full_range=full, max_prob_change=max_prob_change, max_pixel_change=max_pixel_change,
                                          max_lesion_change=max_lesion_change)
             method, qat = 'qat', dict(ptq_check=check, lr=qat_lr, n_train=len(xt), epochs=len(hist) - 1, seconds=round(time.perf_counter() - t0, 1), history=hist)
-            check, q = qcheck, Int8Model(qm)
-            ok = int8_accepts(check, **bnd)
-    if not ok:   # the record keeps the closest post-training attempt, or with QAT its closest epoch (`qat['ptq_check']` the other)
+            ok = int8_accepts(qcheck, **bnd)
+            if ok or _moved(qcheck, **bnd) <= _moved(check, **bnd): check, q = qcheck, Int8Model(qm)
+            else: method = 'ptq'   # QAT's epochs all moved the answers more than the closest post-training copy (`qat['history']`)
+    if not ok:   # the record keeps the closest attempt: post-training or QAT's closest epoch, as `method` says
         return read_int8(save_int8(None, Int8Record(accepted=False, preset=preset, method=method, calibration=cal, check=check, qat=qat, **base), folder))
     bs, sec = best_batch_size(q, torch.cat(xs)[:16], bs_sizes)
     rec = Int8Record(accepted=True, preset=preset, method=method, calibration=cal, check=check, qat=qat, bs=bs, bs_seconds=sec, **base)
@@ -478,6 +491,9 @@ def attach_int8(M:ModelSet,           # loaded models (`infer.load_models`)
             why = ', '.join(f"{_MEASURE[k]} {rec.check[_MEASURE[k]]} above {b[k]}" if _MEASURE[k] in rec.check
                             else f'{_MEASURE[k]} not measured (checked by an older version)' for k in miss)
             warnings.warn(f'{d}: its check is outside its bounds ({why}), so not used (run `stroke-ct quantize` again)'); continue
+        if rec.accepted and rec.full_range and not cpu_has_vnni():
+            warnings.warn(f'{d}: its weights use all 8 bits, which only CPUs with VNNI sum without overflow; this one has none, so not used '
+                          '(`stroke-ct quantize` on a CPU without VNNI makes copies with 7-bit weights where they overflow)'); continue
         if rec.accepted:
             k = (str((d/'model.xml').resolve()), rec.sha256, bf16)
             if k not in _LOADED: _LOADED[k] = Int8Model(d/'model.xml', bf16)
