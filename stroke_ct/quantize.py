@@ -100,14 +100,14 @@ def quantize_model(m:ModelSpec,               # the model as trained
                   )->'openvino.Model':        # the int8 model
     "Post-training static int8 quantization of `m` (OpenVINO + NNCF), calibrated on `xs`"
     _need_engine('int8 quantization')
-    kw, ends = preset_params(preset, full_range)
+    nncf, (kw, ends) = _nncf(), preset_params(preset, full_range)
     items = [x[i:i+1].numpy() for x in xs for i in range(len(x))]
     if not items: raise ValueError(f'{m.name}: no calibration slices')
     ovm = to_openvino(m)
     if ends: kw['ignored_scope'] = float_ends(ovm)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return _nncf().quantize(ovm, _nncf().Dataset(items), subset_size=len(items), **kw)
+        return nncf.quantize(ovm, nncf.Dataset(items), subset_size=len(items), **kw)
 
 # %% ../nbs/13_quantize.ipynb #q13a0014
 _CORE = []
