@@ -106,12 +106,13 @@ def make_int8(M, X):
     "int8 copies (OpenVINO + NNCF) of untrained models, calibrated on the bench's own slices, kept whatever they change, with their best batch size"
     from stroke_ct.quantize import quantize_model, Int8Model, Int8Record, save_int8, best_batch_size, int8_check, cpu_has_vnni
     from stroke_ct.infer import model_input, AS_TRAINED
+    full = cpu_has_vnni()   # as `quantize` makes them: all 8 bits where the CPU has VNNI
     for m in M.all:
         xs = [model_input(m, X[m.key][i:i+16], AS_TRAINED) for i in range(0, len(X[m.key]), 16)]
-        qm = quantize_model(m, xs, full_range=cpu_has_vnni())
+        qm = quantize_model(m, xs, full_range=full)
         bs, sec = best_batch_size(Int8Model(qm), torch.cat(xs)[:16])
         save_int8(qm, Int8Record(m.name, m.kind, m.rec.sha256, True, check=int8_check(m, Int8Model(qm), xs), bs=bs, bs_seconds=sec,
-                               bounds=dict(max_prob_change=1, max_pixel_change=1, max_lesion_change=1), full_range=cpu_has_vnni()),   # kept whatever they change: 1 is the most any measure can be
+                               bounds=dict(max_prob_change=1, max_pixel_change=1, max_lesion_change=1), full_range=full),   # kept whatever they change: 1 is the most any measure can be
                   M.layout.int8_model(m))
         log(f'[int8] {m.name}: best batch size {bs} ({sec} s/slice)')
 

@@ -396,10 +396,9 @@ def quantize_spec(m:ModelSpec, x8:torch.Tensor, folder, split:str='valid', prese
             t0, xt = time.perf_counter(), train8() if callable(train8) else train8
             qm, qcheck, hist = qat_model(m, xt, xs, preset, qat_epochs, qat_lr, seed=seed, full_range=full, max_prob_change=max_prob_change, max_pixel_change=max_pixel_change,
                                          max_lesion_change=max_lesion_change)
-            method, qat = 'qat', dict(ptq_check=check, lr=qat_lr, n_train=len(xt), epochs=len(hist) - 1, seconds=round(time.perf_counter() - t0, 1), history=hist)
-            ok = int8_accepts(qcheck, **bnd)
-            if ok or _moved(qcheck, **bnd) <= _moved(check, **bnd): check, q = qcheck, Int8Model(qm)
-            else: method = 'ptq'   # QAT's epochs all moved the answers more than the closest post-training copy (`qat['history']`)
+            qat = dict(ptq_check=check, lr=qat_lr, n_train=len(xt), epochs=len(hist) - 1, seconds=round(time.perf_counter() - t0, 1), history=hist)
+            ok = int8_accepts(qcheck, **bnd)   # else the closer of the post-training copy and QAT's closest epoch is recorded
+            if ok or _moved(qcheck, **bnd) <= _moved(check, **bnd): method, check, q = 'qat', qcheck, Int8Model(qm)
     if not ok:   # the record keeps the closest attempt: post-training or QAT's closest epoch, as `method` says
         return read_int8(save_int8(None, Int8Record(accepted=False, preset=preset, method=method, calibration=cal, check=check, qat=qat, **base), folder))
     bs, sec = best_batch_size(q, torch.cat(xs)[:16], bs_sizes)
