@@ -6,7 +6,8 @@ script measures where a model's own floor lies: the largest and mean change of P
 - its convolution and linear weights plus uniform noise of up to half a per-channel int8 step (`--draws` draws),
 - its weights rounded to their nearest per-channel int8 value,
 - its input plus uniform noise of up to half a grey level of the 8-bit slice (`--draws` draws).
-A model that every draw moves beyond the bound is at it from its int8 weights alone, before any activation is quantized.
+A model that every draw moves beyond the bound is moved that far by weight changes of int8's size alone, before any
+activation is quantized.
 
     python bench/int8_floor.py RUN [--draws 3] [--out floor.json]
 """
